@@ -1,0 +1,34 @@
+# Two commands do all set-up on a fresh machine:
+#   make quickstart   train two small models on the embedded digits data and compare them
+#   make test         run the test suite
+# Both create .venv on first use (about a minute) and reuse it afterwards.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.stability-installed
+OUT    ?= runs/quickstart
+
+.PHONY: quickstart test test-all bench clean-venv
+
+$(STAMP): pyproject.toml tools/install-torch.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	tools/install-torch.sh $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+quickstart: $(STAMP)
+	$(VENV)/bin/stability quickstart --out $(OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run_all
+
+clean-venv:
+	rm -rf $(VENV)
