@@ -141,8 +141,9 @@ class TrainSpec(_Spec):
     """How a model is trained.
 
     Attributes:
-        loss: ``cross-entropy`` or ``mse`` (on one-hot targets, as in the edge-of-stability literature;
-            summed over classes, averaged over samples).
+        loss: ``cross-entropy`` or ``mse`` (half the squared error to one-hot targets, summed over
+            classes, averaged over samples, as in the edge-of-stability literature; see
+            :mod:`stability.losses`).
         objective: ``standard`` (minimize the training loss) or ``split`` (Badger's gradient splitting:
             minimize ``L_train - L_heldout`` while held-out accuracy is at least ``split_threshold``,
             plain ``L_train`` otherwise).
