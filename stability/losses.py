@@ -1,11 +1,13 @@
 """The training losses, as pure functions of logits and integer labels.
 
-Both are means over samples, so the Hessian of the training loss is an average of per-sample Hessians:
+All are means over samples, so the Hessian of the training loss is an average of per-sample Hessians:
 
 - ``cross-entropy``: ``L = (1/n) Σ_i −log softmax(f(x_i))_{y_i}``.
 - ``mse``: ``L = (1/2n) Σ_i ‖f(x_i) − e_{y_i}‖²`` on one-hot targets. The factor 1/2 makes the
   Gauss-Newton matrix ``(1/n) Σ_i J_iᵀ J_i`` (``J_i = ∂f(x_i)/∂θ``) with no stray constant, which is the
   Hessian at an interpolating minimum — the form THEORY.md section 2 uses.
+- ``bounded-cross-entropy``: ``(1/n) Σ_i −log softmax(softmax(f(x_i)))_{y_i}``, the bounded loss of
+  Badger's gradient-splitting code (see :func:`bounded_cross_entropy`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,22 @@ def mse(logits: Tensor, y: Tensor) -> Tensor:
     return 0.5 * (logits - target).pow(2).sum(-1).mean()
 
 
-LOSSES: dict[str, LossFn] = {"cross-entropy": cross_entropy, "mse": mse}
+def bounded_cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
+    """Cross-entropy of the softmax *probabilities* treated as logits: ``CE(softmax(z), y)``.
+
+    This is the loss Badger's (2022) code trains with (its models end in a softmax and the cross-entropy
+    applies a second log-softmax). Because ``softmax(z)`` lies in [0, 1], the loss is bounded, between
+    ``log(C − 1 + e) − 1`` and ``log(C − 1 + e)``, so the ascent term of gradient splitting cannot diverge
+    by inflating the logits: it must change which class wins.
+    """
+    return F.cross_entropy(torch.softmax(logits, -1), y)
+
+
+LOSSES: dict[str, LossFn] = {
+    "cross-entropy": cross_entropy,
+    "mse": mse,
+    "bounded-cross-entropy": bounded_cross_entropy,
+}
 
 
 def get_loss(name: str) -> LossFn:
@@ -47,6 +64,8 @@ def per_sample_loss(name: str, logits: Tensor, y: Tensor) -> Tensor:
     if name == "mse":
         target = F.one_hot(y, logits.shape[-1]).to(logits.dtype)
         return 0.5 * (logits - target).pow(2).sum(-1)
+    if name == "bounded-cross-entropy":
+        return F.cross_entropy(torch.softmax(logits, -1), y, reduction="none")
     raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
 
 

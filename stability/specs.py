@@ -16,7 +16,7 @@ from .errors import BadInputError
 
 CORRUPTIONS = ("true", "partial-labels", "random-labels", "shuffled-pixels", "random-pixels", "gaussian")
 PREPROCESSING = ("none", "standardize", "whiten")
-LOSSES = ("cross-entropy", "mse")
+LOSSES = ("cross-entropy", "mse", "bounded-cross-entropy")
 OBJECTIVES = ("standard", "split")
 OPTIMIZERS = ("sgd", "adam")
 
