@@ -1,0 +1,150 @@
+"""The ``stability`` command line: train, analyze, and the quickstart that shows both.
+
+Exit codes: 0 success; 1 the analysis found a problem the user asked to fail on; 2 bad input (unreadable or
+untrusted checkpoint, unknown architecture, missing dataset files, ...), with one line saying what and how
+to fix it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import BadInputError, StabilityError
+from .specs import CORRUPTIONS, LOSSES, OBJECTIVES, OPTIMIZERS, PREPROCESSING, DataSpec, ModelSpec, TrainSpec
+
+app = typer.Typer(
+    name="stability",
+    help="Measure why trained networks generalize: input and parameter stability of real checkpoints.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out_console = Console()
+err_console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the toolkit's input errors into one line on stderr and exit code 2."""
+    try:
+        yield
+    except (BadInputError, StabilityError) as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+
+
+def parse_json_dict(text: str, option: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInputError(f"{option} must be a JSON object such as '{{\"widths\": [512]}}': {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise BadInputError(f"{option} must be a JSON object such as '{{\"widths\": [512]}}', got {text!r}")
+    return value
+
+
+def _choices(values: tuple[str, ...]) -> str:
+    return ", ".join(values)
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="Run folder: config.json, metrics.jsonl, checkpoint.pt.")],
+    dataset: Annotated[str, typer.Option(help="digits (embedded), mnist1d, mnist, fashion-mnist, cifar10, cifar100.")] = "digits",
+    data_root: Annotated[Optional[Path], typer.Option(help="Folder with on-disk datasets (torchvision layout).")] = None,
+    download: Annotated[bool, typer.Option(help="Fetch a missing on-disk dataset (checksums verified).")] = False,
+    n_train: Annotated[Optional[int], typer.Option(help="Training samples (seeded subset). Default: all.")] = None,
+    n_test: Annotated[Optional[int], typer.Option(help="Test samples (seeded subset). Default: all.")] = None,
+    n_heldout: Annotated[int, typer.Option(help="Held-out samples for gradient splitting, disjoint from train and test.")] = 0,
+    corruption: Annotated[str, typer.Option(help=f"Randomization test: {_choices(CORRUPTIONS)}.")] = "true",
+    corruption_prob: Annotated[float, typer.Option(help="p for partial-labels.")] = 0.0,
+    noise_fraction: Annotated[float, typer.Option(help="Noise mixing 1 - phi: x' = phi x + (1 - phi) eps.")] = 0.0,
+    preprocess: Annotated[str, typer.Option(help=f"{_choices(PREPROCESSING)}.")] = "standardize",
+    center_crop: Annotated[Optional[int], typer.Option(help="Centre-crop images to this side (pixels).")] = None,
+    data_seed: Annotated[int, typer.Option(help="Seed of subsets, corruptions and noise.")] = 0,
+    arch: Annotated[str, typer.Option(help="Architecture (see `stability list`).")] = "mlp",
+    arch_kwargs: Annotated[str, typer.Option(help="Architecture keyword arguments as JSON.")] = "{}",
+    loss: Annotated[str, typer.Option(help=f"{_choices(LOSSES)}.")] = "cross-entropy",
+    objective: Annotated[str, typer.Option(help=f"{_choices(OBJECTIVES)} (split: L_train - L_heldout).")] = "standard",
+    split_threshold: Annotated[Optional[float], typer.Option(help="Held-out accuracy below which splitting pauses. Default 1.1/classes.")] = None,
+    optimizer: Annotated[str, typer.Option(help=f"{_choices(OPTIMIZERS)}.")] = "sgd",
+    lr: Annotated[float, typer.Option(help="Learning rate at epoch 0.")] = 0.01,
+    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
+    weight_decay: Annotated[float, typer.Option(help="L2 weight decay.")] = 0.0,
+    lr_decay: Annotated[float, typer.Option(help="Learning-rate factor applied after every epoch.")] = 1.0,
+    batch_size: Annotated[int, typer.Option(help="Minibatch size; 0 = full batch.")] = 64,
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = 10,
+    augment: Annotated[bool, typer.Option(help="Random crops and flips of images.")] = False,
+    checkpoint_every: Annotated[int, typer.Option(help="Write a resumable checkpoint every N epochs.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of initialization, batch order and augmentation.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps, ...")] = "cpu",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train a classifier under one of the papers' protocols and write a checkpoint."""
+    from .train import train as run_training
+
+    with user_errors():
+        data_spec = DataSpec(
+            dataset=dataset, data_root=str(data_root) if data_root else None, n_train=n_train, n_test=n_test,
+            n_heldout=n_heldout, corruption=corruption, corruption_prob=corruption_prob,
+            noise_fraction=noise_fraction, preprocess=preprocess, center_crop=center_crop, seed=data_seed,
+        )  # fmt: skip
+        model_spec = ModelSpec(arch=arch, kwargs=parse_json_dict(arch_kwargs, "--arch-kwargs"))
+        train_spec = TrainSpec(
+            loss=loss, objective=objective, split_threshold=split_threshold, optimizer=optimizer, lr=lr,
+            momentum=momentum, weight_decay=weight_decay, lr_decay=lr_decay, batch_size=batch_size,
+            epochs=epochs, augment=augment, checkpoint_every=checkpoint_every, seed=seed,
+        )  # fmt: skip
+        result = run_training(
+            model_spec, data_spec, train_spec, out, device=device, resume=resume, download=download,
+            progress=progress,
+        )  # fmt: skip
+    final = result.final
+    out_console.print(
+        f"epoch {final['epoch']}: train acc {final['train_acc']:.4f} (true labels {final['train_acc_true']:.4f}), "
+        f"test acc {final['test_acc']:.4f} -> {result.checkpoint_path}"
+    )
+
+
+@app.command("list")
+def list_things() -> None:
+    """List the datasets, architectures and corruptions."""
+    from .data import DATASETS
+    from .models import describe_architectures
+
+    table = Table(title="architectures", show_header=False)
+    for name, text in describe_architectures().items():
+        table.add_row(name, text)
+    out_console.print(table)
+    out_console.print(f"datasets: {', '.join(DATASETS)}")
+    out_console.print(f"corruptions: {', '.join(CORRUPTIONS)}")
+
+
+@app.command()
+def quickstart(
+    out: Annotated[Path, typer.Option(help="Folder for the two runs.")] = Path("runs/quickstart"),
+    epochs: Annotated[int, typer.Option(help="Epochs for each run.")] = 150,
+    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
+) -> None:
+    """Train the same MLP on digits with true and with random labels, and compare them side by side."""
+    from .quickstart import run_quickstart
+
+    with user_errors():
+        run_quickstart(out, epochs=epochs, device=device, console=out_console)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The command line: exit codes and one-line errors for bad input, and the train command end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from stability.checkpoint import load_checkpoint
+from stability.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def one_error_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:")
+    return lines[0]
+
+
+def test_train_writes_a_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    result = run("train", "--out", str(out), "--epochs", "2", "--n-train", "200", "--corruption", "random-labels",
+                 "--arch-kwargs", '{"widths": [16]}', "--no-progress")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt.data.corruption == "random-labels" and ckpt.model.kwargs == {"widths": [16]}
+    assert ckpt.epoch == 2
+
+
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        (["--arch", "transformer-xxl"], "transformer-xxl"),
+        (["--arch-kwargs", "{widths: 3}"], "--arch-kwargs must be a JSON object"),
+        (["--arch-kwargs", '{"depth_of_field": 3}'], "depth_of_field"),
+        (["--corruption", "upside-down"], "corruption 'upside-down' is not one of"),
+        (["--dataset", "mnist", "--data-root", "/nonexistent/place"], "/nonexistent/place"),
+        (["--objective", "split"], "n_heldout"),
+        (["--lr", "-1"], "lr must be positive"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, args, phrase):
+    result = run("train", "--out", str(tmp_path / "run"), "--epochs", "1", "--no-progress", *args)
+    assert result.exit_code == 2, result.output
+    assert phrase in one_error_line(result)
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    args = ["train", "--out", str(tmp_path), "--epochs", "1", "--n-train", "100", "--no-progress"]
+    assert run(*args).exit_code == 0
+    result = run(*args)
+    assert result.exit_code == 2 and "--resume" in one_error_line(result)
+    assert run(*args, "--resume").exit_code == 0
+
+
+def test_console_script_is_installed():
+    proc = subprocess.run([sys.executable, "-m", "stability.cli", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "train" in proc.stdout and "quickstart" in proc.stdout
