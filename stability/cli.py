@@ -130,6 +130,42 @@ def list_things() -> None:
 
 
 @app.command()
+def analyze(
+    checkpoints: Annotated[list[Path], typer.Argument(help="Checkpoints written by `stability train` (or bare state_dicts with --arch/--dataset).")],
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON (schema in docs/cli.md).")] = None,
+    plots: Annotated[Optional[Path], typer.Option(help="Write figures (PNG) into this folder.")] = None,
+    max_samples: Annotated[int, typer.Option(help="Samples analyzed per split (seeded subset); 0 = all.")] = 1000,
+    batch_size: Annotated[int, typer.Option(help="Samples per vmap chunk (bounds memory); 0 = all at once.")] = 0,
+    sigma: Annotated[float, typer.Option(help="Noise scale for the finite-noise measures, in input units.")] = 0.1,
+    noise_samples: Annotated[int, typer.Option(help="Noisy copies per sample.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed of the subset and of every random draw.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
+    data_root: Annotated[Optional[Path], typer.Option(help="Where on-disk datasets live on this machine.")] = None,
+    download: Annotated[bool, typer.Option(help="Fetch a missing on-disk dataset.")] = False,
+    arch: Annotated[Optional[str], typer.Option(help="For a bare state_dict: the architecture.")] = None,
+    arch_kwargs: Annotated[str, typer.Option(help="For a bare state_dict: architecture kwargs as JSON.")] = "{}",
+    dataset: Annotated[Optional[str], typer.Option(help="For a bare state_dict: the dataset it was trained on.")] = None,
+    unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Allow arbitrary pickles. RUNS CODE FROM THE FILE: only for files you made.")] = False,
+    strict: Annotated[bool, typer.Option(help="Exit 1 if an iterative estimate did not converge.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Measure accuracy, loss and input sensitivity of checkpoints on their own train and test data."""
+    from .analyze_cmd import run_analyze
+
+    with user_errors():
+        bare = (ModelSpec(arch, parse_json_dict(arch_kwargs, "--arch-kwargs")) if arch else None, dataset)
+        failed = run_analyze(
+            checkpoints, json_path=json_path, plots=plots, max_samples=max_samples or None,
+            batch_size=batch_size or None, sigma=sigma, noise_samples=noise_samples, seed=seed, device=device,
+            data_root=data_root, download=download, bare=bare, unsafe_pickle=unsafe_pickle, progress=progress,
+            console=out_console, err_console=err_console,
+        )  # fmt: skip
+    if strict and failed:
+        err_console.print(f"[bold red]not converged:[/] {'; '.join(failed)}")
+        raise typer.Exit(code=1)
+
+
+@app.command()
 def quickstart(
     out: Annotated[Path, typer.Option(help="Folder for the two runs.")] = Path("runs/quickstart"),
     epochs: Annotated[int, typer.Option(help="Epochs for each run.")] = 150,

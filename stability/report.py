@@ -1,0 +1,109 @@
+"""The analysis report: one source for the JSON file, the terminal table and the figures.
+
+JSON schema ``stability-analysis`` version 1 (documented in docs/cli.md)::
+
+    {"schema": "stability-analysis", "schema_version": 1, "stability_version": str,
+     "checkpoint": str, "model": {...}, "data": {...}, "training": {...} | null, "epoch": int,
+     "options": {...},
+     "splits": {"train": {"n", "n_total", "accuracy", "loss", "accuracy_true", "loss_true",
+                          "<measure>": {"n", "mean", "std", "min", "q05", "q25", "median", "q75", "q95", "max"},
+                          ..., "evidence": {...}},
+                "test": {...}},
+     "generalization_gap": {"accuracy": train − test, "loss": test − train}}
+
+``accuracy`` and ``loss`` are against the labels the model was trained on; ``accuracy_true`` and
+``loss_true`` against the original labels, present (not null) only when the training labels were corrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from . import __version__
+from .analysis import MEASURES, Analysis
+from .checkpoint import atomic_write
+from .specs import DataSpec, ModelSpec, TrainSpec
+
+SCHEMA = "stability-analysis"
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Report:
+    """An :class:`~stability.analysis.Analysis` together with what was analyzed."""
+
+    source: str
+    model: ModelSpec
+    data: DataSpec
+    training: TrainSpec | None
+    epoch: int | None
+    analysis: Analysis
+
+    def to_json(self) -> dict[str, Any]:
+        a = self.analysis
+        return _finite({
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "stability_version": __version__,
+            "checkpoint": self.source,
+            "model": self.model.to_dict(),
+            "data": self.data.to_dict(),
+            "training": self.training.to_dict() if self.training else None,
+            "epoch": self.epoch,
+            "options": a.options.to_dict(),
+            "splits": {name: s.to_dict() for name, s in a.splits.items()},
+            "generalization_gap": a.generalization_gap,
+        })  # fmt: skip
+
+
+def _finite(obj: Any) -> Any:
+    """Replace NaN and infinities (not valid JSON) by None, recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | Path, reports: list[Report]) -> None:
+    """One report as an object; several as a JSON array of objects, in command-line order."""
+    payload: Any = reports[0].to_json() if len(reports) == 1 else [r.to_json() for r in reports]
+    text = json.dumps(payload, indent=2) + "\n"
+    atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+def comparison_table(reports: list[Report], labels: list[str] | None = None) -> Table:
+    """A column per (checkpoint, split); a row per number. Measures show the mean over samples."""
+    labels = labels or [r.source for r in reports]
+    table = Table(title="stability analyze (measures: mean over samples)", show_lines=False)
+    table.add_column("")
+    for label, report in zip(labels, reports):
+        for split in report.analysis.splits:
+            table.add_column(f"{label}\n{split}", justify="right")
+
+    def row(title: str, cell) -> None:
+        table.add_row(title, *(cell(r, s) for r in reports for s in r.analysis.splits.values()))
+
+    row("samples", lambda r, s: f"{s.n}/{s.n_total}")
+    row("corruption", lambda r, s: r.data.corruption + (f" p={r.data.corruption_prob}" if r.data.corruption == "partial-labels" else ""))
+    row("accuracy", lambda r, s: _fmt(s.accuracy))
+    row("accuracy (true)", lambda r, s: _fmt(s.accuracy_true))
+    row("loss", lambda r, s: _fmt(s.loss))
+    for key, (label, _) in MEASURES.items():
+        row(label, lambda r, s, key=key: _fmt(s.measures[key]["mean"]))
+    row("train − test acc.", lambda r, s: _fmt(r.analysis.generalization_gap["accuracy"]) if s.name == "test" else "")
+    return table

@@ -1,0 +1,362 @@
+"""Input sensitivity of a trained network, per sample: how much its output moves when its input does.
+
+Notation, for one sample ``x`` of shape ``input_shape`` (``D`` entries) and the model output ``f(x)`` of
+``C`` entries (logits, or their softmax with ``output="softmax"``; outputs with more than one axis are
+flattened): the input Jacobian ``J(x) = ∂f(x)/∂x`` is ``C x D``. Every measure takes a
+:class:`~stability.functional.FunctionalModel` (or a plain ``nn.Module``, functionalized on the fly with
+its parameters cast to ``x.dtype``), its parameters (``None``: the model's own), a batch
+``x: (B, *input_shape)`` and keyword options, and returns one value per sample, ``(B,)``, or a frozen
+dataclass of such tensors that carries its own error evidence.
+
+Per-sample derivatives are taken of ``model.single`` and batched over samples with ``vmap``, so the
+result never relies on the samples of a batch being independent; ``chunk_size`` bounds the number of
+samples ``vmap`` processes at once (memory), and ``vectorize=False`` replaces ``vmap`` by a loop over
+samples for modules ``vmap`` cannot batch (``.item()``, branches on values, in-place writes into
+tensors that do not carry the batch axis). Cost is stated in per-sample JVPs (forward-mode products
+``J v``) and VJPs (reverse-mode products ``u^T J``), each about one to three forward passes.
+
+Randomness comes only from the ``generator`` argument: a ``torch.Generator`` on ``x.device``, or an
+integer seed for a fresh one; the default seed 0 makes every call a deterministic function of its inputs.
+
+Finite-noise measures (:func:`noise_sensitivity`, :func:`prediction_stability`) and :func:`summarize`
+live in :mod:`stability.perturbation` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.func import grad, jacfwd, jacrev, jvp, vjp, vmap
+
+from ._sensitivity_base import (
+    ModelLike,
+    Params,
+    as_generator,
+    check_chunk_size,
+    check_positive_int,
+    prepare,
+    single_output_fn,
+    vmapped,
+)
+from .errors import BadInputError
+from .losses import LOSSES, per_sample_loss
+from .perturbation import NoiseResult, noise_sensitivity, prediction_stability, summarize
+
+__all__ = [
+    "FrobeniusEstimate",
+    "NoiseResult",
+    "SpectralNormResult",
+    "data_direction",
+    "directional_derivative",
+    "input_jacobian",
+    "jacobian_frobenius",
+    "jacobian_frobenius_estimate",
+    "jacobian_spectral",
+    "loss_input_gradient",
+    "loss_input_gradient_norm",
+    "noise_sensitivity",
+    "prediction_stability",
+    "summarize",
+]
+
+_METHODS = ("auto", "jacrev", "jacfwd")
+
+
+def input_jacobian(
+    model: ModelLike,
+    params: Params | None,
+    x: Tensor,
+    *,
+    output: str = "logits",
+    method: str = "auto",
+    chunk_size: int | None = None,
+    vectorize: bool = True,
+) -> Tensor:
+    """Per-sample input Jacobians ``J(x_i) = ∂f(x_i)/∂x_i``, shape ``(B, C, *input_shape)``.
+
+    ``method="jacrev"`` builds each Jacobian from ``C`` VJPs (one per output), ``"jacfwd"`` from ``D``
+    JVPs (one per input entry); ``"auto"`` takes the smaller count: reverse mode for classifiers
+    (``C <= D``), forward mode when outputs outnumber inputs. Memory: ``O(chunk · C · D)`` plus the
+    activations of ``chunk · min(C, D)`` backward (or forward-mode) passes run side by side.
+    """
+    fm, params, x, C = prepare(model, params, x, output)
+    if method not in _METHODS:
+        raise BadInputError(f"method {method!r} is not one of: {', '.join(_METHODS)}")
+    check_chunk_size(chunk_size)
+    D = x[0].numel()
+    if method == "auto":
+        method = "jacrev" if C <= D else "jacfwd"
+    g = single_output_fn(fm, params, output)
+    jac = jacrev(g) if method == "jacrev" else jacfwd(g)
+    J = vmapped(jac, (x,), chunk_size=chunk_size, vectorize=vectorize)
+    return J.reshape(x.shape[0], C, *x.shape[1:])
+
+
+def jacobian_frobenius(
+    model: ModelLike,
+    params: Params | None,
+    x: Tensor,
+    *,
+    output: str = "logits",
+    method: str = "auto",
+    chunk_size: int | None = None,
+    vectorize: bool = True,
+) -> Tensor:
+    """``‖J(x_i)‖_F = (Σ_{c,d} J_cd²)^{1/2}`` per sample, ``(B,)`` (Novak et al. 2018).
+
+    Exact, from the full Jacobian (:func:`input_jacobian`: ``min(C, D)`` products per sample). For
+    models with many outputs use :func:`jacobian_frobenius_estimate`.
+    """
+    J = input_jacobian(
+        model, params, x, output=output, method=method, chunk_size=chunk_size, vectorize=vectorize
+    )
+    return J.flatten(1).norm(dim=1)
+
+
+@dataclass(frozen=True)
+class SpectralNormResult:
+    """Per-sample spectral norms ``‖J(x_i)‖_2`` from power iteration, with the evidence of convergence.
+
+    Attributes:
+        values: ``(B,)`` estimates ``σ_i = ‖J v_i‖`` (a lower bound on the exact value for any unit
+            ``v_i``; the Rayleigh quotient's error is second order in the residual).
+        vectors: ``(B, *input_shape)`` unit right singular vector estimates ``v_i``.
+        residuals: ``(B,)`` relative eigen-residuals ``‖Jᵀ J v − σ² v‖ / σ²`` (0 where ``J v = 0``).
+        converged: ``(B,)`` bool, ``residuals <= tol``.
+        iterations: power iterations run (all samples advance together).
+    """
+
+    values: Tensor
+    vectors: Tensor
+    residuals: Tensor
+    converged: Tensor
+    iterations: int
+
+
+def jacobian_spectral(
+    model: ModelLike,
+    params: Params | None,
+    x: Tensor,
+    *,
+    output: str = "logits",
+    iters: int = 100,
+    tol: float = 1e-4,
+    generator: torch.Generator | int = 0,
+    chunk_size: int | None = None,
+    vectorize: bool = True,
+) -> SpectralNormResult:
+    """``‖J(x_i)‖_2 = σ_max(J(x_i))`` per sample by power iteration on ``Jᵀ J``, never forming ``J``.
+
+    From ``v_0 ~ N(0, I)`` (input-shaped, drawn from ``generator``), each step computes per sample
+    ``u = J v`` (one JVP) and ``w = Jᵀ u`` (one VJP), all samples at once under ``vmap``; then
+    ``σ² = ‖u‖²`` (the Rayleigh quotient of the unit ``v``), the residual ``‖w − σ² v‖ / σ²``, and
+    ``v <- w / ‖w‖``. It stops when every residual is at most ``tol`` or after ``iters`` steps. The
+    residual shrinks like ``(σ_2/σ_1)^{2k}``; a small residual bounds the distance of ``σ²`` to *an*
+    eigenvalue of ``Jᵀ J``, which is the top one for a random start with probability one.
+
+    Cost: ``iters`` x (1 JVP + 1 VJP) per sample at most. Memory: ``O(chunk · D)`` plus one forward and
+    one backward pass over ``chunk`` samples.
+    """
+    fm, params, x, _ = prepare(model, params, x, output)
+    check_positive_int("iters", iters)
+    if not tol > 0:
+        raise BadInputError(f"tol must be positive, got {tol}")
+    check_chunk_size(chunk_size)
+    gen = as_generator(generator, x.device)
+    g = single_output_fn(fm, params, output)
+
+    def step(xi: Tensor, vi: Tensor) -> tuple[Tensor, Tensor]:
+        _, u = jvp(g, (xi,), (vi,))
+        _, pull = vjp(g, xi)
+        return u, pull(u)[0]
+
+    B = x.shape[0]
+    v = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+    v = v / v.flatten(1).norm(dim=1).view(B, *[1] * (x.dim() - 1))
+    for k in range(1, iters + 1):
+        u, w = vmapped(step, (x, v), chunk_size=chunk_size, vectorize=vectorize)
+        sq = u.flatten(1).pow(2).sum(1)
+        gap = (w - sq.view(B, *[1] * (x.dim() - 1)) * v).flatten(1).norm(dim=1)
+        # J v = 0 means v lies in the null space: σ² = 0 is then exact only if J = 0, and the next
+        # step (w = 0) cannot move v, so we report residual 0 and let the value speak for itself.
+        residuals = torch.where(sq > 0, gap / sq.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(sq))
+        if bool((residuals <= tol).all()) or k == iters:
+            break
+        wn = w.flatten(1).norm(dim=1).view(B, *[1] * (x.dim() - 1))
+        v = torch.where(wn > 0, w / wn.clamp_min(torch.finfo(x.dtype).tiny), v)
+    return SpectralNormResult(
+        values=sq.sqrt(), vectors=v, residuals=residuals, converged=residuals <= tol, iterations=k
+    )
+
+
+def directional_derivative(
+    model: ModelLike,
+    params: Params | None,
+    x: Tensor,
+    direction: Tensor | None = None,
+    *,
+    output: str = "logits",
+    chunk_size: int | None = None,
+    vectorize: bool = True,
+) -> Tensor:
+    """Per-sample ``J(x_i) v_i``, ``(B, C)``: the change of the output along ``v_i`` (default ``v_i = x_i``).
+
+    Entry ``c`` is ``v_iᵀ ∇_x f_c(x_i)``. Cost: one JVP per sample.
+    """
+    fm, params, x, C = prepare(model, params, x, output)
+    check_chunk_size(chunk_size)
+    v = x if direction is None else direction
+    if not isinstance(v, Tensor) or v.shape != x.shape or v.dtype != x.dtype or v.device != x.device:
+        raise BadInputError(
+            f"direction must be a tensor shaped like x {tuple(x.shape)} with its dtype and device, got "
+            f"{tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__}"
+        )
+    g = single_output_fn(fm, params, output)
+
+    def one(xi: Tensor, vi: Tensor) -> Tensor:
+        return jvp(g, (xi,), (vi,))[1]
+
+    return vmapped(one, (x, v), chunk_size=chunk_size, vectorize=vectorize).reshape(x.shape[0], C)
+
+
+def data_direction(
+    model: ModelLike,
+    params: Params | None,
+    x: Tensor,
+    *,
+    output: str = "logits",
+    chunk_size: int | None = None,
+    vectorize: bool = True,
+) -> Tensor:
+    """The data-direction term ``‖J(x_i) x_i‖`` per sample, ``(B,)``.
+
+    For one output this is ``|x_iᵀ ∇_x f(x_i)|`` (THEORY.md section 2); for ``C`` outputs it is the
+    Euclidean norm of the vector of those terms, ``(Σ_c (x_iᵀ ∇_x f_c(x_i))²)^{1/2}``. If the first layer
+    is linear, ``z = W vec(x) + b``, then ``x_iᵀ ∇_x f_c = <W, ∇_W f_c>`` for every class, so this is
+    also the norm of the per-class first-layer weight-gradient projections onto ``W``. The signed
+    per-class terms are :func:`directional_derivative` with its default direction. Cost: one JVP per
+    sample.
+    """
+    return directional_derivative(
+        model, params, x, output=output, chunk_size=chunk_size, vectorize=vectorize
+    ).norm(dim=1)
+
+
+def loss_input_gradient(
+    model: ModelLike,
+    params: Params | None,
+    x: Tensor,
+    y: Tensor,
+    *,
+    loss: str = "cross-entropy",
+    chunk_size: int | None = None,
+    vectorize: bool = True,
+) -> Tensor:
+    """Per-sample ``∇_x ℓ(f(x_i), y_i)``, ``(B, *input_shape)``, for a loss of :mod:`stability.losses`.
+
+    ``ℓ`` is the per-sample loss on the logits (cross-entropy, or half the squared error to the one-hot
+    target). Cost: one VJP per sample.
+    """
+    fm, params, x, C = prepare(model, params, x, "logits")
+    if loss not in LOSSES:
+        raise BadInputError(f"loss {loss!r} is not one of: {', '.join(LOSSES)}")
+    check_chunk_size(chunk_size)
+    if not isinstance(y, Tensor) or y.shape != x.shape[:1] or y.dtype.is_floating_point or y.dtype == torch.bool:
+        raise BadInputError(
+            f"y must be an integer label tensor of shape ({x.shape[0]},), got "
+            f"{(tuple(y.shape), y.dtype) if isinstance(y, Tensor) else type(y).__name__}"
+        )
+    y = y.to(x.device)
+    if bool(((y < 0) | (y >= C)).any()):
+        raise BadInputError(f"labels must lie in [0, {C}) for a model with {C} outputs")
+
+    def one(xi: Tensor, yi: Tensor) -> Tensor:
+        logits = fm.single(params, xi).reshape(1, -1)
+        return per_sample_loss(loss, logits, yi.reshape(1))[0]
+
+    return vmapped(grad(one), (x, y), chunk_size=chunk_size, vectorize=vectorize)
+
+
+def loss_input_gradient_norm(
+    model: ModelLike,
+    params: Params | None,
+    x: Tensor,
+    y: Tensor,
+    *,
+    loss: str = "cross-entropy",
+    chunk_size: int | None = None,
+    vectorize: bool = True,
+) -> Tensor:
+    """``‖∇_x ℓ(f(x_i), y_i)‖`` per sample, ``(B,)`` (see :func:`loss_input_gradient`). One VJP per sample."""
+    G = loss_input_gradient(model, params, x, y, loss=loss, chunk_size=chunk_size, vectorize=vectorize)
+    return G.flatten(1).norm(dim=1)
+
+
+@dataclass(frozen=True)
+class FrobeniusEstimate:
+    """Random-projection estimate of ``‖J(x_i)‖_F`` per sample.
+
+    Attributes:
+        squared: ``(B,)`` unbiased estimates of ``‖J‖_F²`` (mean over probes of ``‖Jᵀ u‖²``).
+        squared_stderr: ``(B,)`` their standard errors (probe standard deviation / ``√k``).
+        values: ``(B,)`` ``√squared``, the estimate of ``‖J‖_F`` (biased low by ``O(1/k)``).
+        stderr: ``(B,)`` delta-method standard errors of ``values``: ``squared_stderr / (2 values)``.
+        num_probes: ``k``.
+    """
+
+    squared: Tensor
+    squared_stderr: Tensor
+    values: Tensor
+    stderr: Tensor
+    num_probes: int
+
+
+_PROBES = ("rademacher", "gaussian")
+
+
+def jacobian_frobenius_estimate(
+    model: ModelLike,
+    params: Params | None,
+    x: Tensor,
+    *,
+    num_probes: int = 16,
+    probes: str = "rademacher",
+    output: str = "logits",
+    generator: torch.Generator | int = 0,
+    chunk_size: int | None = None,
+    vectorize: bool = True,
+) -> FrobeniusEstimate:
+    """Hutchinson's estimate of ``‖J(x_i)‖_F²`` from ``k`` output-space probes, for models with many outputs.
+
+    ``‖J‖_F² = tr(J Jᵀ) = E_u ‖Jᵀ u‖²`` for any ``u ∈ R^C`` with ``E[u uᵀ] = I``: Rademacher entries
+    (``±1``, variance ``2 Σ_{c≠c'} (J Jᵀ)_{cc'}²`` per probe, the default) or standard Gaussian
+    (variance ``2 ‖J Jᵀ‖_F²``). Probes ``(B, k, C)`` are drawn from ``generator``, independently per
+    sample. Cost: ``k`` VJPs per sample sharing one forward pass; ``J`` is never formed.
+    """
+    fm, params, x, C = prepare(model, params, x, output)
+    if not isinstance(num_probes, int) or num_probes < 2:
+        raise BadInputError(f"num_probes must be an integer of at least 2 (for a standard error), got {num_probes!r}")
+    if probes not in _PROBES:
+        raise BadInputError(f"probes {probes!r} is not one of: {', '.join(_PROBES)}")
+    check_chunk_size(chunk_size)
+    gen = as_generator(generator, x.device)
+    B = x.shape[0]
+    if probes == "rademacher":
+        U = torch.randint(0, 2, (B, num_probes, C), generator=gen, device=x.device).to(x.dtype) * 2 - 1
+    else:
+        U = torch.randn((B, num_probes, C), generator=gen, device=x.device, dtype=x.dtype)
+    g = single_output_fn(fm, params, output)
+
+    def one(xi: Tensor, Ui: Tensor) -> Tensor:
+        _, pull = vjp(g, xi)
+        rows = vmap(pull)(Ui)[0]
+        return rows.reshape(num_probes, -1).pow(2).sum(1)
+
+    s = vmapped(one, (x, U), chunk_size=chunk_size, vectorize=vectorize)  # (B, k)
+    squared = s.mean(1)
+    squared_stderr = s.std(1) / num_probes**0.5
+    values = squared.sqrt()
+    stderr = torch.where(values > 0, squared_stderr / (2 * values.clamp_min(torch.finfo(x.dtype).tiny)), 0.0)
+    return FrobeniusEstimate(squared, squared_stderr, values, stderr, num_probes)
