@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from stability.analysis import MEASURES, AnalysisOptions, analyze_model
-from stability.checkpoint import build_model_from_checkpoint, load_checkpoint, save_checkpoint
+from stability.checkpoint import build_model_from_checkpoint, load_checkpoint
 from stability.cli import app
 from stability.data import load_data
 from stability.specs import DataSpec, ModelSpec, TrainSpec
