@@ -29,33 +29,29 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_ours(run: _Run, epochs: int) -> list[float]:
-    times = []
-    for _ in range(epochs + 1):  # the first epoch warms up
-        _sync(run.device)
-        t0 = time.perf_counter()
-        run.train_epoch()
-        _sync(run.device)
-        times.append(time.perf_counter() - t0)
-    return times[1:]
-
-
-def time_dataloader(run: _Run, epochs: int) -> list[float]:
-    data, model, opt, loss_fn = run.data, run.model, run.optimizer, run.loss_fn
-    loader = DataLoader(TensorDataset(data.train.x, data.train.y), batch_size=run.spec.batch_size, shuffle=True)
+def _dataloader_epoch(run: _Run, loader: DataLoader) -> None:
+    model, opt, loss_fn = run.model, run.optimizer, run.loss_fn
     model.train()
-    times = []
-    for _ in range(epochs + 1):
-        _sync(run.device)
-        t0 = time.perf_counter()
-        for x, y in loader:
-            loss = loss_fn(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        _sync(run.device)
-        times.append(time.perf_counter() - t0)
-    return times[1:]
+    for x, y in loader:
+        loss = loss_fn(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def time_epochs(ours: _Run, base: _Run, epochs: int) -> tuple[float, float]:
+    """Median seconds per epoch of each loop, alternating epochs so both see the same machine load."""
+    loader = DataLoader(TensorDataset(base.data.train.x, base.data.train.y), batch_size=base.spec.batch_size,
+                        shuffle=True)  # fmt: skip
+    t_ours, t_base = [], []
+    for _ in range(epochs + 1):  # the first epoch of each warms up
+        for times, step in ((t_ours, ours.train_epoch), (t_base, lambda: _dataloader_epoch(base, loader))):
+            _sync(ours.device)
+            t0 = time.perf_counter()
+            step()
+            _sync(ours.device)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(t_ours[1:]), statistics.median(t_base[1:])
 
 
 def time_data_path(run: _Run, epochs: int) -> tuple[float, float]:
@@ -79,7 +75,7 @@ def time_data_path(run: _Run, epochs: int) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=9)
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -90,8 +86,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ours, base = time_data_path(run, args.epochs)
     rows.append({"arch": "(data path only)", "ours_s": ours, "dataloader_s": base, "speedup": base / ours})
     for name, model_spec in ARCHS.items():
-        ours = statistics.median(time_ours(_Run(model_spec, data, spec, device), args.epochs))
-        base = statistics.median(time_dataloader(_Run(model_spec, data, spec, device), args.epochs))
+        ours, base = time_epochs(_Run(model_spec, data, spec, device), _Run(model_spec, data, spec, device), args.epochs)
         rows.append({"arch": name, "ours_s": ours, "dataloader_s": base, "speedup": base / ours})
     print(f"digits, {len(data.train)} training samples, batch {args.batch_size}, device {device}, "
           f"torch threads {torch.get_num_threads()}; median epoch time over {args.epochs} epochs")  # fmt: skip
