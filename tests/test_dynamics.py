@@ -1,0 +1,198 @@
+"""Linear-stability verdicts, the Wu–Ma–E non-uniformity, and the training tracker."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.func import hessian, jacrev
+
+from stability.curvature import CurvatureOperator, flatten, mean_loss, top_eigenvalues, unflatten
+from stability.dynamics import (
+    NonUniformityOperator, StabilityTracker, gd_stability, nonuniformity, sgd_stability,
+)
+from stability.errors import BadInputError
+from stability.linalg import EigenResult
+
+F64 = torch.float64
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    # Tiny problems: intra-op threads only add contention on a shared machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def mlp(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).to(F64)
+
+
+def data(n: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    g = gen(1)
+    return torch.randn(n, 4, generator=g, dtype=F64), torch.randint(0, 3, (n,), generator=g)
+
+
+def test_gd_verdicts_on_clear_cases() -> None:
+    ok = gd_stability(10.0, 0.1)
+    assert ok.stable and ok.eta_lambda == pytest.approx(1.0) and ok.threshold == pytest.approx(20.0)
+    assert ok.margin == pytest.approx(1.0) and "stable" in ok.note
+    bad = gd_stability(30.0, 0.1)
+    assert not bad.stable and bad.margin == pytest.approx(-1.0) and "unstable" in bad.note
+    assert gd_stability(20.0, 0.1).stable  # the edge itself is marginal, counted stable
+    assert not gd_stability(10.0, 0.1, lambda_min=-0.5).stable
+    assert not gd_stability(-1.0, 0.1).stable
+
+
+def test_gd_verdict_from_an_unconverged_solve_says_so() -> None:
+    res = EigenResult(torch.tensor([5.0]), torch.zeros(3, 1), torch.tensor([1.0]), 3, 3, False, 1e-4, "LA")
+    verdict = gd_stability(res, 0.1)
+    assert verdict.sharpness == 5.0 and "did not converge" in verdict.note
+    with pytest.raises(BadInputError, match="lr"):
+        gd_stability(5.0, 0.0)
+
+
+def test_gd_verdict_predicts_actual_gradient_descent_on_a_quadratic() -> None:
+    # Linear regression: the loss is exactly quadratic, so linear stability is the whole story.
+    x = torch.randn(20, 3, generator=gen(2), dtype=F64)
+    y = torch.randn(20, generator=gen(3), dtype=F64)
+    model = nn.Linear(3, 1).to(F64)
+    sharp = float(top_eigenvalues(CurvatureOperator(model, x, y, loss="mse"), 1, tol=1e-12).eigenvalues[0])
+    for factor in (0.95, 1.05):
+        lr = factor * 2 / sharp
+        w = torch.zeros(4, dtype=F64, requires_grad=True)
+        X = torch.cat([x, torch.ones(20, 1, dtype=F64)], 1)
+        for _ in range(400):
+            loss = 0.5 * ((X @ w - y) ** 2).mean()
+            (g,) = torch.autograd.grad(loss, w)
+            w = (w - lr * g).detach().requires_grad_(True)
+        w_star = torch.linalg.lstsq(X, y).solution
+        diverged = float((w.detach() - w_star).norm()) > 1e3
+        assert diverged == (not gd_stability(sharp, lr).stable)
+
+
+def test_sgd_condition_reduces_to_gd_and_its_max_lr_is_the_boundary() -> None:
+    for eta_a in (0.5, 1.9, 2.1):
+        v = sgd_stability(eta_a / 0.1, 3.0, 0.1, 50, 50)  # full batch: no noise term
+        assert v.noise_factor == 0.0 and v.stable == (eta_a <= 2)
+    v = sgd_stability(10.0, 40.0, 0.05, 8, 100)
+    c = (100 - 8) / (8 * 99)
+    assert v.noise_factor == pytest.approx(c) and v.lhs == pytest.approx((1 - 0.5) ** 2 + 0.05**2 * 1600 * c)
+    edge = sgd_stability(10.0, 40.0, v.max_lr, 8, 100)
+    assert edge.lhs == pytest.approx(1.0, abs=1e-12)
+    assert not sgd_stability(10.0, 40.0, v.max_lr * 1.01, 8, 100).stable
+    assert sgd_stability(10.0, 40.0, v.max_lr * 0.99, 8, 100).stable
+    # Non-uniformity alone can make a GD-stable minimum SGD-unstable.
+    assert gd_stability(10.0, 0.15).stable and not sgd_stability(10.0, 40.0, 0.15, 2, 100).stable
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    (dict(batch_size=0), "batch_size"), (dict(batch_size=11), "batch_size"), (dict(s=-1.0), "non-negative"),
+])
+def test_sgd_condition_refuses_bad_input(kwargs: dict, match: str) -> None:
+    args = dict(sharpness=1.0, s=1.0, lr=0.1, batch_size=2, n=10) | kwargs
+    with pytest.raises(BadInputError, match=match):
+        sgd_stability(args["sharpness"], args["s"], args["lr"], args["batch_size"], args["n"])
+
+
+def test_wu_ma_e_is_the_exact_mean_square_factor_in_one_dimension() -> None:
+    # f = w x with MSE at interpolation: per-sample curvature h_i = x_i², minibatch map e ← (1 − η h_B) e.
+    # Enumerating every batch of size B gives E[(1 − η h_B)²], which must equal the condition's lhs,
+    # with a and s computed by the operators (Lanczos on H and on Σ), not by hand.
+    n, B, lr = 6, 2, 0.3
+    x = torch.tensor([[0.3], [1.1], [-0.8], [1.7], [0.5], [-1.3]], dtype=F64)
+    model = nn.Linear(1, 1, bias=False).to(F64)
+    y = model(x).detach()[:, 0]  # targets on the model: an interpolating point
+    op = CurvatureOperator(model, x, y, loss="mse")
+    a = float(top_eigenvalues(op, 1, tol=1e-12).eigenvalues[0])
+    s = nonuniformity(op, tol=1e-12, generator=gen(0)).s
+    h = x[:, 0] ** 2
+    assert a == pytest.approx(float(h.mean()), rel=1e-12)
+    assert s == pytest.approx(float(h.var(unbiased=False).sqrt()), rel=1e-10)
+    factors = [(1 - lr * float(h[list(batch)].mean())) ** 2 for batch in itertools.combinations(range(n), B)]
+    assert sgd_stability(a, s, lr, B, n).lhs == pytest.approx(sum(factors) / len(factors), rel=1e-10)
+
+
+def per_sample_curvatures(op: CurvatureOperator, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+    fm, flat = op.model, flatten(op.params)
+    out = []
+    for i in range(x.shape[0]):
+        xi, yi = x[i : i + 1], y[i : i + 1]
+        if op.which == "hessian":
+            out.append(hessian(lambda f: mean_loss(op.loss, fm(unflatten(f, op.params), xi), yi))(flat))
+        else:
+            J = jacrev(lambda f: fm(unflatten(f, op.params), xi)[0])(flat)
+            o = fm(op.params, xi)[0]
+            p = o.softmax(0)
+            lam = torch.eye(3, dtype=F64) if op.loss == "mse" else torch.diag(p) - torch.outer(p, p)
+            out.append(J.T @ lam @ J)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("which", "loss"), [("hessian", "cross-entropy"), ("hessian", "mse"), ("ggn", "cross-entropy")]
+)
+def test_nonuniformity_operator_equals_dense_sigma(which: str, loss: str) -> None:
+    x, y = data()
+    op = CurvatureOperator(mlp(), x, y, loss=loss, which=which, batch_size=5)
+    Hs = per_sample_curvatures(op, x, y)
+    H = sum(Hs) / len(Hs)
+    sigma = sum(h @ h for h in Hs) / len(Hs) - H @ H
+    v = torch.randn(op.dim, generator=gen(4), dtype=F64)
+    product = NonUniformityOperator(op, per_sample_chunk=3)(v)
+    torch.testing.assert_close(product, sigma @ v, rtol=1e-11, atol=1e-12)
+    exact = torch.linalg.eigvalsh(sigma)
+    assert float(exact[0]) > -1e-10 * float(exact[-1])  # Σ = (1/n) Σ (H_i − H)² is PSD
+    result = nonuniformity(op, tol=1e-10, generator=gen(5))
+    assert result.eigen.converged
+    assert result.s_squared == pytest.approx(float(exact[-1]), rel=1e-8)
+    assert result.s == pytest.approx(math.sqrt(float(exact[-1])), rel=1e-8)
+
+
+def test_tracker_records_every_k_steps_and_restores_modes() -> None:
+    x, y = data(30)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Dropout(0.3), nn.Linear(6, 3)).to(F64)
+    calls = []
+
+    def out_norm(m: nn.Module, xs: torch.Tensor, ys: torch.Tensor) -> dict[str, torch.Tensor]:
+        calls.append(m.training)
+        return {"mean": m(xs).norm(dim=1).mean(), "n": torch.tensor(float(xs.shape[0]))}
+
+    tracker = StabilityTracker(x, y, every=3, subset=20, seed=2, lr=0.5, trace_samples=4, k=2, tol=1e-10,
+                               measures={"out": out_norm})
+    for step in range(7):
+        tracker(step, model)
+    assert [r["step"] for r in tracker.records] == [0, 3, 6]
+    assert model.training and model[2].training  # modes restored
+    assert calls == [False, False, False]  # measured in eval mode
+    rec = tracker.records[0]
+    model.eval()
+    op = CurvatureOperator(model, x, y, subset=20, seed=2)
+    exact = top_eigenvalues(op, 2, tol=1e-12, generator=gen(0)).eigenvalues
+    assert rec["sharpness"] == pytest.approx(float(exact[0]), rel=1e-8)
+    assert rec["eigenvalues"] == pytest.approx(exact.tolist(), rel=1e-8)
+    assert rec["eta_sharpness"] == pytest.approx(0.5 * rec["sharpness"]) and rec["gd_stable"]
+    assert rec["loss"] == pytest.approx(op.loss_value()) and rec["out.n"] == 20.0
+    assert {"trace", "trace_stderr", "converged", "num_hvps", "sharpness_residual"} <= set(rec)
+    # Unchanged parameters: the warm start spans the top-2 eigenvectors (to the previous solve's
+    # tolerance), so Lanczos stops after 2-3 steps plus the 2 residual checks.
+    assert tracker.records[1]["num_hvps"] <= 3 + 2 < rec["num_hvps"]
+    assert tracker.records[1]["sharpness"] == pytest.approx(rec["sharpness"], rel=1e-10)
+
+
+def test_tracker_refuses_bad_every() -> None:
+    x, y = data()
+    with pytest.raises(BadInputError, match="every"):
+        StabilityTracker(x, y, every=0)
