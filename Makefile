@@ -28,7 +28,8 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) -m benchmarks.run_all
+	$(PY) -m benchmarks.bench_training_loop
+	$(PY) benchmarks/bench_curvature.py --models mlp
 
 clean-venv:
 	rm -rf $(VENV)
