@@ -18,16 +18,6 @@ from stability.errors import BadInputError, NonDeterministicModelError
 from stability.losses import get_loss
 
 F64 = torch.float64
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # These problems are tiny: intra-op threads only add contention on a shared machine (10x slower).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def gen(seed: int) -> torch.Generator:
