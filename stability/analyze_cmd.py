@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .analysis import AnalysisOptions, analyze_model, steps_per_analysis
+from .curvature_report import CurvatureOptions, analyze_curvature
 from .checkpoint import (
     Checkpoint,
     build_model_from_checkpoint,
@@ -46,7 +47,8 @@ def run_analyze(
     paths: list[Path], *, json_path: Path | None, plots: Path | None, max_samples: int | None,
     batch_size: int | None, sigma: float, noise_samples: int, seed: int, device: str, data_root: Path | None,
     download: bool, bare: tuple[ModelSpec | None, str | None], unsafe_pickle: bool, progress: bool,
-    console: Console, err_console: Console,
+    console: Console, err_console: Console, curvature: bool = True, lr: float | None = None,
+    sgd_batch_size: int | None = None, curvature_subset: int = 1000,
 ) -> list[str]:
     """Analyze every checkpoint, print one comparison table, write JSON and figures.
 
@@ -75,20 +77,33 @@ def run_analyze(
             loss = ckpt.training.loss if ckpt.training else "cross-entropy"
             analysis = analyze_model(model, data, loss_name=loss, options=options,
                                      advance=lambda text, label=label: bar.update(task, advance=1, description=f"{label} {text}"))  # fmt: skip
+            curv = None
+            if curvature:
+                bar.update(task, description=f"{label} curvature")
+                step = lr if lr is not None else (ckpt.training.lr if ckpt.training else None)
+                batch = sgd_batch_size if sgd_batch_size is not None else (ckpt.training.batch_size if ckpt.training else 0)
+                if step is None:
+                    raise BadInputError(f"{path} has no training spec; pass --lr (and --batch-size) for the stability verdicts")
+                curv = analyze_curvature(model, data.train, loss=loss, lr=step, batch_size=batch,
+                                         options=CurvatureOptions(subset=curvature_subset, chunk_size=batch_size, seed=seed))  # fmt: skip
             reports.append(Report(source=str(path), model=ckpt.model, data=ckpt.data, training=ckpt.training,
-                                  epoch=ckpt.epoch, analysis=analysis))  # fmt: skip
+                                  epoch=ckpt.epoch, analysis=analysis, curvature=curv))  # fmt: skip
     console.print(comparison_table(reports, labels))
     if json_path is not None:
         write_json(json_path, reports)
         console.print(f"JSON report: {json_path}")
     if plots is not None:
-        from .figures import analysis_figures
+        from .figures import analysis_figures, curvature_figures
 
         for label, report in zip(labels, reports):
             prefix = label.replace("/", "_") if len(reports) > 1 else ""
-            for fig in analysis_figures(report.analysis, plots, prefix=prefix, title=label):
+            figs = analysis_figures(report.analysis, plots, prefix=prefix, title=label)
+            if report.curvature is not None:
+                figs += curvature_figures(report.curvature, plots, prefix=prefix, title=label)
+            for fig in figs:
                 console.print(f"figure: {fig}")
-    return [f"{label} {item}" for label, r in zip(labels, reports) for item in r.analysis.unconverged]
+    return [f"{label} {item}" for label, r in zip(labels, reports)
+            for item in r.analysis.unconverged + (r.curvature.unconverged if r.curvature else [])]  # fmt: skip
 
 
 def _labels(paths: list[Path]) -> list[str]:

@@ -135,7 +135,11 @@ def analyze(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON (schema in docs/cli.md).")] = None,
     plots: Annotated[Optional[Path], typer.Option(help="Write figures (PNG) into this folder.")] = None,
     max_samples: Annotated[int, typer.Option(help="Samples analyzed per split (seeded subset); 0 = all.")] = 1000,
-    batch_size: Annotated[int, typer.Option(help="Samples per vmap chunk (bounds memory); 0 = all at once.")] = 0,
+    chunk_size: Annotated[int, typer.Option(help="Samples per vmap chunk and per curvature chunk (bounds memory); 0 = all at once.")] = 0,
+    curvature: Annotated[bool, typer.Option(help="Also report curvature, stability verdicts and bounds (on the training split).")] = True,
+    lr: Annotated[Optional[float], typer.Option(help="Step size for the GD/SGD verdicts. Default: the checkpoint's.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size for the SGD verdict (0 = full batch). Default: the checkpoint's.")] = None,
+    curvature_samples: Annotated[int, typer.Option(help="Training samples the curvature is evaluated on (seeded subset).")] = 1000,
     sigma: Annotated[float, typer.Option(help="Noise scale for the finite-noise measures, in input units.")] = 0.1,
     noise_samples: Annotated[int, typer.Option(help="Noisy copies per sample.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed of the subset and of every random draw.")] = 0,
@@ -156,9 +160,10 @@ def analyze(
         bare = (ModelSpec(arch, parse_json_dict(arch_kwargs, "--arch-kwargs")) if arch else None, dataset)
         failed = run_analyze(
             checkpoints, json_path=json_path, plots=plots, max_samples=max_samples or None,
-            batch_size=batch_size or None, sigma=sigma, noise_samples=noise_samples, seed=seed, device=device,
+            batch_size=chunk_size or None, sigma=sigma, noise_samples=noise_samples, seed=seed, device=device,
             data_root=data_root, download=download, bare=bare, unsafe_pickle=unsafe_pickle, progress=progress,
-            console=out_console, err_console=err_console,
+            console=out_console, err_console=err_console, curvature=curvature, lr=lr, sgd_batch_size=batch_size,
+            curvature_subset=curvature_samples,
         )  # fmt: skip
     if strict and failed:
         err_console.print(f"[bold red]not converged:[/] {'; '.join(failed)}")

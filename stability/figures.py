@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .analysis import MEASURES, Analysis  # noqa: E402
+from .curvature_report import CurvatureAnalysis  # noqa: E402
 
 COLORS = {"train": "tab:blue", "test": "tab:orange"}
 
@@ -73,3 +74,34 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def curvature_figures(curv: "CurvatureAnalysis", out_dir: str | Path, *, prefix: str = "", title: str = "") -> list[Path]:
+    """The Hessian's spectral density (stochastic Lanczos quadrature) and its top eigenvalues against 2/η."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{prefix}-" if prefix else ""
+    nodes = curv.density.nodes[curv.density.weights > 0]
+    lo, hi = float(nodes.min()), float(nodes.max())
+    pad = 0.05 * (hi - lo or 1.0)
+    import torch
+
+    grid = torch.linspace(lo - pad, hi + pad, 400, dtype=torch.float64)
+    dens = curv.density.density(grid, sigma=max((hi - lo) / 100, 1e-12))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.semilogy(grid.numpy(), dens.clamp_min(1e-12).numpy())
+    ax.set_xlabel("Hessian eigenvalue")
+    ax.set_ylabel("density (smoothed)")
+    ax.set_title(title or "spectral density")
+    paths = [_save(fig, out / f"{stem}spectral_density.png")]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    eig = curv.eigenvalues.double().numpy()
+    ax.scatter(np.arange(1, len(eig) + 1), eig, label="top eigenvalues of H")
+    ax.axhline(2 / curv.lr, color="tab:red", linestyle="--", label=f"2/η = {2 / curv.lr:.3g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("rank")
+    ax.set_ylabel("eigenvalue")
+    ax.set_title(title or "sharpness vs 2/η")
+    ax.legend()
+    paths.append(_save(fig, out / f"{stem}eigenvalues_vs_lr.png"))
+    return paths

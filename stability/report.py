@@ -11,6 +11,9 @@ JSON schema ``stability-analysis`` version 1 (documented in docs/cli.md)::
                 "test": {...}},
      "generalization_gap": {"accuracy": train − test, "loss": test − train}}
 
+With curvature (the default), ``"curvature"`` and ``"bounds"`` hold the sections of
+:mod:`stability.curvature_report`, computed on the training split; otherwise they are null.
+
 ``accuracy`` and ``loss`` are against the labels the model was trained on; ``accuracy_true`` and
 ``loss_true`` against the original labels, present (not null) only when the training labels were corrupted.
 """
@@ -28,6 +31,7 @@ from rich.table import Table
 from . import __version__
 from .analysis import MEASURES, Analysis
 from .checkpoint import atomic_write
+from .curvature_report import CurvatureAnalysis
 from .specs import DataSpec, ModelSpec, TrainSpec
 
 SCHEMA = "stability-analysis"
@@ -44,6 +48,7 @@ class Report:
     training: TrainSpec | None
     epoch: int | None
     analysis: Analysis
+    curvature: "CurvatureAnalysis | None" = None
 
     def to_json(self) -> dict[str, Any]:
         a = self.analysis
@@ -59,6 +64,8 @@ class Report:
             "options": a.options.to_dict(),
             "splits": {name: s.to_dict() for name, s in a.splits.items()},
             "generalization_gap": a.generalization_gap,
+            "curvature": self.curvature.curvature if self.curvature else None,
+            "bounds": self.curvature.bounds if self.curvature else None,
         })  # fmt: skip
 
 
@@ -106,4 +113,15 @@ def comparison_table(reports: list[Report], labels: list[str] | None = None) -> 
     for key, (label, _) in MEASURES.items():
         row(label, lambda r, s, key=key: _fmt(s.measures[key]["mean"]))
     row("train − test acc.", lambda r, s: _fmt(r.analysis.generalization_gap["accuracy"]) if s.name == "test" else "")
+    if any(r.curvature for r in reports):
+        def train_only(fn):
+            return lambda r, s: fn(r.curvature) if r.curvature is not None and s.name == "train" else ""
+
+        row("sharpness λ_max(H)", train_only(lambda c: _fmt(c.curvature["hessian"]["sharpness"])))
+        row("2/η", train_only(lambda c: _fmt(c.curvature["gd"]["threshold"])))
+        row("GD verdict", train_only(lambda c: "stable" if c.curvature["gd"]["stable"] else "unstable"))
+        row("non-uniformity s", train_only(lambda c: _fmt(c.curvature["nonuniformity"]["s"])))
+        row("SGD verdict (Wu–Ma–E)", train_only(lambda c: "stable" if c.curvature["sgd"]["stable"] else "unstable"))
+        row("tr H (Hutchinson)", train_only(lambda c: _fmt(c.curvature["hessian"]["trace"]["estimate"])))
+        row("first-layer bound lhs/rhs", train_only(lambda c: _fmt(c.bounds["first_layer"]["ratio"])))
     return table

@@ -79,7 +79,8 @@ def test_several_checkpoints_in_one_table_and_figures(runs, tmp_path):
     reports = json.loads((tmp_path / "r.json").read_text())
     assert [r["data"]["corruption"] for r in reports] == ["true", "partial-labels"]
     pngs = sorted(p.name for p in (tmp_path / "fig").iterdir())
-    assert len(pngs) == 6 and all(p.startswith(("clean-", "noisy-")) for p in pngs)
+    assert len(pngs) == 10 and all(p.startswith(("clean-", "noisy-")) for p in pngs)
+    assert {p.split("-", 1)[1] for p in pngs} >= {"spectral_density.png", "eigenvalues_vs_lr.png", "jacobian_hist.png"}
 
 
 def test_bare_state_dict_needs_and_uses_arch_and_dataset(runs, tmp_path):
@@ -88,8 +89,11 @@ def test_bare_state_dict_needs_and_uses_arch_and_dataset(runs, tmp_path):
     torch.save(load_checkpoint(clean).state_dict, sd_path)
     result = analyze(str(sd_path), "--max-samples", "20")
     assert result.exit_code == 2 and "--arch" in result.stderr
-    result = analyze(str(sd_path), "--max-samples", "20", "--arch", "mlp", "--arch-kwargs", '{"widths": [32]}',
-                     "--dataset", "digits", "--json", str(tmp_path / "r.json"))  # fmt: skip
+    args = [str(sd_path), "--max-samples", "20", "--arch", "mlp", "--arch-kwargs", '{"widths": [32]}',
+            "--dataset", "digits", "--json", str(tmp_path / "r.json")]  # fmt: skip
+    result = analyze(*args)
+    assert result.exit_code == 2 and "--lr" in result.stderr  # no training spec to take the step size from
+    result = analyze(*args, "--lr", "0.01", "--batch-size", "64")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "r.json").read_text())["splits"]["test"]["n"] == 20
 
@@ -166,3 +170,43 @@ def test_random_labels_make_models_more_input_sensitive(tmp_path):
     test_random = results["random-labels"].splits["test"].measures["jacobian_frobenius_softmax"]
     assert test_random["mean"] > 5 * test_true["mean"], (test_random, test_true)
     assert test_random["median"] > 5 * test_true["median"]
+
+
+def test_curvature_section_matches_a_dense_hessian(tmp_path):
+    """Sharpness, trace and the GD verdict in the JSON against torch.func.hessian on the same subset."""
+    from torch.func import functional_call, hessian
+
+    from stability.curvature import seeded_subset
+
+    model_spec = ModelSpec(arch="mlp", kwargs={"widths": [6]})
+    run = train(model_spec, DataSpec(n_train=200), TrainSpec(lr=0.05, epochs=5, batch_size=50), tmp_path / "run")
+    result = analyze(str(run.checkpoint_path), "--max-samples", "20", "--curvature-samples", "150",
+                     "--json", str(tmp_path / "r.json"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    curv = report["curvature"]
+    model = build_model_from_checkpoint(load_checkpoint(run.checkpoint_path)).double()
+    data = load_data(DataSpec(n_train=200))
+    idx = seeded_subset(200, 150, 0)
+    x, y = data.train.x[idx].double(), data.train.y[idx]
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    names = list(params)
+
+    def loss(flat):
+        chunks = dict(zip(names, flat.split([p.numel() for p in params.values()])))
+        ps = {k: chunks[k].reshape(params[k].shape) for k in names}
+        return torch.nn.functional.cross_entropy(functional_call(model, ps, (x,)), y)
+
+    flat = torch.cat([p.reshape(-1) for p in params.values()])
+    H = hessian(loss)(flat)
+    eig = torch.linalg.eigvalsh(H)
+    assert curv["n_evaluated"] == 150
+    top = curv["hessian"]["top"]
+    assert top["converged"]
+    assert top["eigenvalues"] == pytest.approx(eig.flip(0)[:3].tolist(), rel=1e-3)
+    trace = curv["hessian"]["trace"]
+    assert abs(trace["estimate"] - H.trace().item()) < 4 * trace["stderr"]
+    assert curv["gd"]["threshold"] == pytest.approx(2 / 0.05)
+    assert curv["gd"]["stable"] == (0.05 * eig.max().item() <= 2)
+    assert report["bounds"]["first_layer"]["holds"] in (True, False)
+    assert report["bounds"]["first_layer"]["lhs"] <= report["bounds"]["first_layer"]["rhs"] * (1 + 1e-6)
