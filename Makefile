@@ -8,6 +8,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stability-installed
 OUT    ?= runs/quickstart
+TEST_REFERENCES := curvlinops-for-pytorch backpack-for-pytorch einconv einops linear_operator opt-einsum \
+                   tqdm unfoldNd jaxtyping wadler-lindig
 
 .PHONY: quickstart test test-all bench clean-venv
 
@@ -16,6 +18,9 @@ $(STAMP): pyproject.toml tools/install-torch.sh
 	$(PY) -m pip install --quiet --upgrade pip
 	tools/install-torch.sh $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# Test-only reference implementation. --no-deps: its own requirements would replace the chosen torch
+	# (backpack-for-pytorch asks for torchvision, which pulls a CUDA build of torch).
+	$(PY) -m pip install --quiet --no-deps $(TEST_REFERENCES)
 	touch $(STAMP)
 
 quickstart: $(STAMP)
