@@ -7,7 +7,6 @@ Private: the public functions live in :mod:`stability.sensitivity` and :mod:`sta
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Union
 
 import torch
 from torch import Tensor, nn
@@ -16,7 +15,7 @@ from torch.func import vmap
 from .errors import BadInputError
 from .functional import FunctionalModel, Params, functionalize
 
-ModelLike = Union[FunctionalModel, nn.Module]
+ModelLike = FunctionalModel | nn.Module
 
 OUTPUTS = ("logits", "softmax")
 
@@ -140,7 +139,9 @@ def as_generator(generator: torch.Generator | int, device: torch.device) -> torc
         return generator
     if isinstance(generator, int) and not isinstance(generator, bool):
         return torch.Generator(device=device).manual_seed(generator)
-    raise BadInputError(f"generator must be a torch.Generator or an integer seed, got {type(generator).__name__}")
+    raise BadInputError(
+        f"generator must be a torch.Generator or an integer seed, got {type(generator).__name__}"
+    )
 
 
 def check_chunk_size(chunk_size: int | None) -> None:
@@ -154,5 +155,6 @@ def check_positive_int(name: str, value: int) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else ""
+    return f"{type(exc).__name__}: {first if len(first) <= 160 else first[:157] + '...'}"

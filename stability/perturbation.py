@@ -111,7 +111,9 @@ def summarize(values: Tensor) -> dict[str, float]:
     v = values.detach().reshape(-1).to("cpu", torch.float64)
     if not bool(torch.isfinite(v).all()):
         bad = int((~torch.isfinite(v)).sum())
-        raise BadInputError(f"{bad} of {v.numel()} values are NaN or infinite; check the model and inputs first")
+        raise BadInputError(
+            f"{bad} of {v.numel()} values are NaN or infinite; check the model and inputs first"
+        )
     q = torch.quantile(v, torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95], dtype=torch.float64))
     return {
         "n": v.numel(),
@@ -138,7 +140,9 @@ def _per_draw(
 ) -> Tensor:
     """``stat(f(x), f(x + σ ε_s))`` for ``s = 1..S``, stacked to ``(S, B)``."""
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 2:
-        raise BadInputError(f"num_samples must be an integer of at least 2 (for a standard error), got {num_samples!r}")
+        raise BadInputError(
+            f"num_samples must be an integer of at least 2 (for a standard error), got {num_samples!r}"
+        )
     check_chunk_size(chunk_size)
     gen = as_generator(generator, x.device)
     B = x.shape[0]

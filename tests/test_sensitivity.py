@@ -1,0 +1,493 @@
+"""Input-sensitivity measures against closed forms, per-sample autograd loops and finite differences.
+
+Everything runs in float64. Tolerances: agreement with autograd loops is to rounding (1e-12 relative:
+the same derivatives, summed in another order); central differences with step 1e-6 carry an O(h²)
+truncation error of ~1e-12 and an O(ε/h) rounding error of ~1e-10 relative, so 1e-7 leaves a wide
+margin while still catching any wrong entry. Stochastic estimators use fixed seeds and are checked in
+units of their own standard errors, and for error shrinking with the budget.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stability.errors import BadInputError, NonDeterministicModelError
+from stability.functional import functionalize
+from stability.sensitivity import (
+    data_direction,
+    directional_derivative,
+    input_jacobian,
+    jacobian_frobenius,
+    jacobian_frobenius_estimate,
+    jacobian_spectral,
+    loss_input_gradient,
+    loss_input_gradient_norm,
+    noise_sensitivity,
+    prediction_stability,
+    summarize,
+)
+
+DT = torch.float64
+SHAPE = (2, 3, 3)  # one sample: channels, height, width (D = 18)
+D = math.prod(SHAPE)
+
+
+def seeded(seed: int, build):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build().to(DT).eval()
+
+
+def tanh_mlp(seed: int = 0, hidden: int = 7, classes: int = 5) -> nn.Module:
+    return seeded(
+        seed, lambda: nn.Sequential(nn.Flatten(), nn.Linear(D, hidden), nn.Tanh(), nn.Linear(hidden, classes))
+    )
+
+
+def deep_mlp(seed: int = 0, act: type[nn.Module] = nn.Softplus) -> nn.Module:
+    return seeded(
+        seed,
+        lambda: nn.Sequential(nn.Flatten(), nn.Linear(D, 9), act(), nn.Linear(9, 8), act(), nn.Linear(8, 4)),
+    )
+
+
+def convnet(seed: int = 0) -> nn.Module:
+    return seeded(
+        seed,
+        lambda: nn.Sequential(
+            nn.Conv2d(2, 4, 3, padding=1), nn.Tanh(), nn.AvgPool2d(3), nn.Flatten(), nn.Linear(4, 6)
+        ),
+    )
+
+
+def inputs(n: int = 5, seed: int = 1) -> torch.Tensor:
+    return torch.randn((n, *SHAPE), generator=torch.Generator().manual_seed(seed), dtype=DT)
+
+
+def out_fn(module: nn.Module, output: str):
+    if output == "softmax":
+        return lambda xs: torch.softmax(module(xs), dim=-1)
+    return module
+
+
+def loop_jacobian(module: nn.Module, x: torch.Tensor, output: str = "logits") -> torch.Tensor:
+    """Reference: one sample at a time, one ``torch.autograd.grad`` per output."""
+    f = out_fn(module, output)
+    rows = []
+    for i in range(x.shape[0]):
+        xi = x[i : i + 1].clone().requires_grad_(True)
+        out = f(xi)[0]
+        rows.append(
+            torch.stack(
+                [torch.autograd.grad(out[c], xi, retain_graph=True)[0][0] for c in range(out.numel())]
+            )
+        )
+    return torch.stack(rows)
+
+
+def fd_jacobian(module: nn.Module, x: torch.Tensor, output: str = "logits", h: float = 1e-6) -> torch.Tensor:
+    """Reference: central differences, all ``2 B D`` perturbed inputs in one forward pass."""
+    f = out_fn(module, output)
+    B = x.shape[0]
+    E = torch.eye(D, dtype=DT).reshape(D, *SHAPE) * h
+    with torch.no_grad():
+        plus = f((x[:, None] + E).reshape(B * D, *SHAPE)).reshape(B, D, -1)
+        minus = f((x[:, None] - E).reshape(B * D, *SHAPE)).reshape(B, D, -1)
+    return ((plus - minus) / (2 * h)).transpose(1, 2).reshape(B, -1, *SHAPE)
+
+
+def assert_close(a: torch.Tensor, b: torch.Tensor, rtol: float) -> None:
+    """Relative to the reference's largest entry, so near-zero entries do not demand impossible precision."""
+    scale = b.abs().max().clamp_min(1e-300)
+    err = ((a - b).abs().max() / scale).item()
+    assert err <= rtol, f"relative error {err:.3e} > {rtol:.1e}"
+
+
+# ---------------------------------------------------------------------------------------------- Jacobians
+
+
+def test_linear_model_jacobian_is_its_weight_matrix_and_norms_are_closed_form():
+    model = seeded(5, lambda: nn.Sequential(nn.Flatten(), nn.Linear(D, 4)))  # σ_2/σ_1 ≈ 0.67
+    W = model[1].weight.detach()
+    x = inputs(6)
+    J = input_jacobian(model, None, x)
+    assert J.shape == (6, 4, *SHAPE)
+    assert torch.equal(J, W.reshape(1, 4, *SHAPE).expand_as(J))
+    ones = torch.ones(6, dtype=DT)
+    torch.testing.assert_close(
+        jacobian_frobenius(model, None, x), torch.linalg.norm(W) * ones, rtol=1e-14, atol=0
+    )
+    spec = jacobian_spectral(model, None, x, tol=1e-9, iters=500)
+    assert bool(spec.converged.all())
+    torch.testing.assert_close(spec.values, torch.linalg.matrix_norm(W, 2) * ones, rtol=1e-10, atol=0)
+    # x^T ∇_x f_c = (W x)_c: the bias does not enter.
+    torch.testing.assert_close(
+        data_direction(model, None, x), (x.flatten(1) @ W.T).norm(dim=1), rtol=1e-13, atol=0
+    )
+
+
+def test_tanh_network_jacobian_matches_the_hand_derived_chain_rule():
+    model = tanh_mlp(seed=4)
+    W1, b1, W2 = model[1].weight.detach(), model[1].bias.detach(), model[3].weight.detach()
+    x = inputs(4)
+    h = x.flatten(1) @ W1.T + b1  # (B, H)
+    expected = torch.einsum("ch,bh,hd->bcd", W2, 1 - torch.tanh(h) ** 2, W1).reshape(4, -1, *SHAPE)
+    assert_close(input_jacobian(functionalize(model), None, x), expected, 1e-13)
+
+
+@pytest.mark.parametrize("output", ["logits", "softmax"])
+@pytest.mark.parametrize("make", [tanh_mlp, convnet], ids=["mlp", "conv"])
+@pytest.mark.parametrize("method", ["jacrev", "jacfwd"])
+def test_jacobian_matches_autograd_loop_and_central_differences(make, output, method):
+    model = make()
+    x = inputs(4)
+    J = input_jacobian(functionalize(model), None, x, output=output, method=method)
+    assert_close(J, loop_jacobian(model, x, output), 1e-12)
+    assert_close(J, fd_jacobian(model, x, output), 1e-7)
+    assert_close(
+        jacobian_frobenius(model, None, x, output=output),
+        loop_jacobian(model, x, output).flatten(1).norm(dim=1),
+        1e-12,
+    )
+
+
+def test_softmax_jacobian_is_the_softmax_derivative_times_the_logit_jacobian():
+    model = deep_mlp(seed=5)
+    x = inputs(5)
+    p = torch.softmax(model(x), dim=-1).detach()
+    dsoftmax = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+    J_logits = input_jacobian(model, None, x).flatten(2)
+    expected = (dsoftmax @ J_logits).reshape(5, -1, *SHAPE)
+    assert_close(input_jacobian(model, None, x, output="softmax"), expected, 1e-13)
+
+
+def test_forward_mode_is_chosen_for_wide_outputs_and_agrees():
+    wide = seeded(6, lambda: nn.Sequential(nn.Flatten(), nn.Linear(D, 30), nn.Tanh(), nn.Linear(30, 40)))
+    x = inputs(3)
+    auto = input_jacobian(wide, None, x)
+    assert torch.equal(auto, input_jacobian(wide, None, x, method="jacfwd"))
+    assert_close(auto, input_jacobian(wide, None, x, method="jacrev"), 1e-13)
+    assert_close(auto, loop_jacobian(wide, x), 1e-12)
+
+
+def test_chunking_and_the_per_sample_loop_give_the_same_jacobians():
+    model = convnet(seed=7)
+    x = inputs(7)
+    ref = input_jacobian(model, None, x)
+    for kwargs in ({"chunk_size": 1}, {"chunk_size": 3}, {"vjp_chunk_size": None}, {"vjp_chunk_size": 4},
+                   {"vectorize": False}, {"chunk_size": 2, "vjp_chunk_size": 2}):  # fmt: skip
+        assert_close(input_jacobian(model, None, x, **kwargs), ref, 1e-14)
+
+
+def test_module_and_functional_model_give_the_same_result_with_dtype_cast():
+    model32 = tanh_mlp(seed=8).float()
+    x = inputs(3)
+    expected = input_jacobian(functionalize(model32, dtype=DT), None, x)
+    assert torch.equal(input_jacobian(model32, None, x), expected)
+
+
+# ------------------------------------------------------------------------------------------ spectral norm
+
+
+def test_spectral_norm_matches_dense_matrix_norm_and_reports_convergence():
+    model = deep_mlp(seed=9)
+    x = inputs(8)
+    J = loop_jacobian(model, x).flatten(2)
+    exact = torch.linalg.matrix_norm(J, 2)
+    res = jacobian_spectral(functionalize(model), None, x, tol=1e-8, iters=1000)
+    assert bool(res.converged.all()) and bool((res.residuals <= 1e-8).all())
+    assert res.iterations < 1000
+    assert_close(res.values, exact, 1e-10)
+    assert bool((res.values <= exact * (1 + 1e-12)).all())  # ‖J v‖ with unit v never exceeds ‖J‖_2
+    # The returned vectors are unit top right singular vectors: ‖J v‖ = σ_max.
+    v = res.vectors.flatten(1)
+    torch.testing.assert_close(v.norm(dim=1), torch.ones(8, dtype=DT), rtol=1e-12, atol=0)
+    assert_close(torch.einsum("bcd,bd->bc", J, v).norm(dim=1), exact, 1e-8)
+    # Chunked and looped runs take the same steps from the same start.
+    again = jacobian_spectral(model, None, x, tol=1e-8, iters=1000, chunk_size=3, vectorize=False)
+    assert_close(again.values, res.values, 1e-13)
+
+
+def test_spectral_norm_reports_non_convergence_and_handles_a_zero_jacobian():
+    model = deep_mlp(seed=10)
+    x = inputs(4)
+    res = jacobian_spectral(model, None, x, iters=1, tol=1e-14)
+    assert res.iterations == 1 and not bool(res.converged.any())
+    assert bool((res.residuals > 1e-14).all())
+    dead = seeded(0, lambda: nn.Sequential(nn.Flatten(), nn.Linear(D, 3)))
+    nn.init.zeros_(dead[1].weight)
+    zero = jacobian_spectral(dead, None, x)
+    assert torch.equal(zero.values, torch.zeros(4, dtype=DT)) and bool(zero.converged.all())
+
+
+# ----------------------------------------------------------------------------------------- data direction
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("act", [nn.Tanh, nn.ReLU], ids=["tanh", "relu"])
+def test_data_direction_equals_first_layer_weight_gradient_projection(seed, act):
+    """THEORY.md section 2: with z = W vec(x) + b first, x^T ∇_x f_c = <W, ∇_W f_c> for every class."""
+    model = deep_mlp(seed=seed, act=act)
+    W = model[1].weight
+    x = inputs(4, seed=seed + 10)
+    expected = torch.zeros(4, 4, dtype=DT)
+    for i in range(4):
+        out = model(x[i : i + 1])[0]
+        for c in range(4):
+            (gW,) = torch.autograd.grad(out[c], W, retain_graph=True)
+            expected[i, c] = (W.detach() * gW).sum()
+    terms = directional_derivative(model, None, x)
+    assert_close(terms, expected, 1e-12)
+    assert_close(data_direction(model, None, x), expected.norm(dim=1), 1e-12)
+
+
+def test_directional_derivative_matches_central_differences_along_any_direction():
+    model = convnet(seed=11)
+    x, v = inputs(3), inputs(3, seed=2)
+    h = 1e-6
+    with torch.no_grad():
+        fd = (model(x + h * v) - model(x - h * v)) / (2 * h)
+    assert_close(directional_derivative(functionalize(model), None, x, v), fd, 1e-7)
+
+
+# ------------------------------------------------------------------------------------ loss input gradient
+
+
+@pytest.mark.parametrize("loss", ["cross-entropy", "mse"])
+def test_loss_input_gradient_matches_autograd_loop_and_central_differences(loss):
+    model = deep_mlp(seed=12)
+    x = inputs(5)
+    y = torch.tensor([0, 3, 1, 2, 3])
+
+    def ell(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        logits = model(xs)
+        if loss == "cross-entropy":
+            return F.cross_entropy(logits, ys, reduction="none")
+        return 0.5 * (logits - F.one_hot(ys, 4).to(DT)).pow(2).sum(-1)
+
+    G = loss_input_gradient(model, None, x, y, loss=loss)
+    loop = torch.stack([_grad_one(ell, x[i : i + 1], y[i : i + 1]) for i in range(5)])
+    assert_close(G, loop, 1e-12)
+    h = 1e-6
+    E = torch.eye(D, dtype=DT).reshape(D, *SHAPE) * h
+    with torch.no_grad():
+        fd = torch.stack(
+            [
+                (ell(x[i] + E, y[i].expand(D)) - ell(x[i] - E, y[i].expand(D))).reshape(SHAPE) / (2 * h)
+                for i in range(5)
+            ]
+        )
+    assert_close(G, fd, 1e-7)
+    assert_close(loss_input_gradient_norm(model, None, x, y, loss=loss), loop.flatten(1).norm(dim=1), 1e-12)
+
+
+def _grad_one(ell, xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+    xi = xi.clone().requires_grad_(True)
+    return torch.autograd.grad(ell(xi, yi)[0], xi)[0][0]
+
+
+# ------------------------------------------------------------------------------- Hutchinson random projection
+
+
+def test_frobenius_estimate_is_within_a_few_standard_errors_and_converges():
+    model = seeded(13, lambda: nn.Sequential(nn.Flatten(), nn.Linear(D, 12), nn.Tanh(), nn.Linear(12, 10)))
+    x = inputs(16)
+    exact_sq = loop_jacobian(model, x).flatten(1).pow(2).sum(1)
+    for probes in ("rademacher", "gaussian"):
+        est = jacobian_frobenius_estimate(model, None, x, num_probes=64, probes=probes, generator=1)
+        z = (est.squared - exact_sq) / est.squared_stderr
+        assert bool((z.abs() < 4).all()), z
+        # Standard errors are honest: the z-scores of 16 independent samples have a mean square near 1.
+        assert 0.25 < float(z.pow(2).mean()) < 3.0
+        torch.testing.assert_close(est.stderr, est.squared_stderr / (2 * est.values), rtol=1e-14, atol=0)
+    errors = []
+    for k in (16, 256, 4096):
+        est = jacobian_frobenius_estimate(model, None, x, num_probes=k, generator=2)
+        errors.append(float(((est.squared - exact_sq) / exact_sq).pow(2).mean().sqrt()))
+    # The error falls like 1/sqrt(k): a factor 4 per step expected, at least 2.5 required.
+    assert errors[1] < errors[0] / 2.5 and errors[2] < errors[1] / 2.5, errors
+
+
+def test_frobenius_estimate_is_exact_for_rademacher_probes_when_rows_are_orthogonal():
+    """Rademacher variance is 2 Σ_{c≠c'} (J Jᵀ)_{cc'}², zero for a Jacobian with orthogonal rows."""
+    model = seeded(0, lambda: nn.Sequential(nn.Flatten(), nn.Linear(D, 5, bias=False)))
+    Q, _ = torch.linalg.qr(torch.randn(D, 5, generator=torch.Generator().manual_seed(0), dtype=DT))
+    with torch.no_grad():
+        model[1].weight.copy_(Q.T * torch.arange(1, 6, dtype=DT)[:, None])
+    est = jacobian_frobenius_estimate(model, None, inputs(3), num_probes=4)
+    torch.testing.assert_close(est.squared, torch.full((3,), 55.0, dtype=DT), rtol=1e-13, atol=0)
+    assert bool((est.squared_stderr < 1e-12).all())
+
+
+def test_frobenius_estimate_does_not_depend_on_chunking():
+    model = convnet(seed=14)
+    x = inputs(5)
+    a = jacobian_frobenius_estimate(model, None, x, num_probes=8, generator=3)
+    b = jacobian_frobenius_estimate(model, None, x, num_probes=8, generator=3, chunk_size=2)
+    c = jacobian_frobenius_estimate(model, None, x, num_probes=8, generator=3, vectorize=False)
+    assert_close(b.squared, a.squared, 1e-14)
+    assert_close(c.squared, a.squared, 1e-14)
+
+
+# -------------------------------------------------------------------------------------------- finite noise
+
+
+def test_noise_sensitivity_of_a_scaled_isometry_matches_the_chi_mean():
+    """f = s Q x + b with orthonormal rows Q (C of them): ‖f(x+σε) − f(x)‖/σ = s ‖Qε‖ ~ s χ_C."""
+    C, s = 6, 2.5
+    model = seeded(0, lambda: nn.Sequential(nn.Flatten(), nn.Linear(D, C)))
+    Q, _ = torch.linalg.qr(torch.randn(D, C, generator=torch.Generator().manual_seed(1), dtype=DT))
+    with torch.no_grad():
+        model[1].weight.copy_(s * Q.T)
+    chi_mean = math.sqrt(2) * math.exp(math.lgamma((C + 1) / 2) - math.lgamma(C / 2))
+    chi_std = math.sqrt(C - chi_mean**2)
+    x = inputs(8)
+    S = 400
+    res = noise_sensitivity(model, None, x, sigma=0.3, num_samples=S, generator=5)
+    assert res.num_samples == S and res.sigma == 0.3
+    z = (res.values - s * chi_mean) / res.stderr
+    assert bool((z.abs() < 4).all()), z
+    pooled = (res.values.mean() - s * chi_mean) / (res.stderr.pow(2).sum().sqrt() / 8)
+    assert abs(float(pooled)) < 4
+    # The standard errors estimate s χ_C's spread over sqrt(S) (a 4000-draw pool: within 10%).
+    assert abs(float(res.stderr.mean()) / (s * chi_std / math.sqrt(S)) - 1) < 0.1
+    # For a linear model the value does not depend on σ (same noise, same result up to rounding).
+    other = noise_sensitivity(model, None, x, sigma=3e-4, num_samples=S, generator=5)
+    assert_close(other.values, res.values, 1e-9)
+
+
+def test_noise_sensitivity_at_small_sigma_is_the_mean_jacobian_noise_product():
+    """As σ -> 0, ‖f(x+σε) − f(x)‖/σ -> ‖J ε‖; with the same noise the gap is O(σ)."""
+    model = deep_mlp(seed=15)
+    x = inputs(4)
+    S, sigma = 8, 1e-6
+    res = noise_sensitivity(model, None, x, sigma=sigma, num_samples=S, generator=6, chunk_size=3)
+    gen = torch.Generator().manual_seed(6)
+    eps = torch.stack(
+        [torch.randn(x.shape, generator=gen, dtype=DT) for _ in range(S)]
+    )  # the documented order
+    J = loop_jacobian(model, x).flatten(2)
+    draws = torch.einsum("bcd,sbd->sbc", J, eps.flatten(2)).norm(dim=-1)  # (S, B)
+    assert_close(res.values, draws.mean(0), 1e-5)
+    assert_close(res.stderr, draws.std(0) / math.sqrt(S), 1e-4)
+    # chunk_size changes memory, not the noise.
+    assert_close(
+        noise_sensitivity(model, None, x, sigma=sigma, num_samples=S, generator=6).values, res.values, 1e-12
+    )
+
+
+def test_prediction_stability_matches_the_gaussian_margin_formula():
+    """Two logits: the noisy margin d + σ Δwᵀε ~ N(d, σ²‖Δw‖²), so P(same class) = Φ(|d| / (σ ‖Δw‖))."""
+    model = seeded(16, lambda: nn.Sequential(nn.Flatten(), nn.Linear(D, 2)))
+    x = inputs(10)
+    W, b = model[1].weight.detach(), model[1].bias.detach()
+    d = x.flatten(1) @ (W[0] - W[1]) + (b[0] - b[1])
+    sigma = float(d.abs().median()) / float((W[0] - W[1]).norm())
+    p = 0.5 * (1 + torch.erf(d.abs() / (sigma * (W[0] - W[1]).norm()) / math.sqrt(2)))
+    res = prediction_stability(model, None, x, sigma=sigma, num_samples=2000, generator=7)
+    se = (p * (1 - p) / 2000).sqrt()
+    assert bool(((res.values - p).abs() < 4 * se + 1e-12).all()), (res.values, p)
+    tiny = prediction_stability(model, None, x, sigma=1e-9, num_samples=4)
+    assert torch.equal(tiny.values, torch.ones(10, dtype=DT)) and torch.equal(
+        tiny.stderr, torch.zeros(10, dtype=DT)
+    )
+
+
+def test_summarize_matches_numpy():
+    v = torch.randn(101, generator=torch.Generator().manual_seed(8), dtype=DT).exp()
+    s = summarize(v)
+    a = v.numpy()
+    expected = {
+        "n": 101, "mean": a.mean(), "std": a.std(), "min": a.min(), "max": a.max(), "median": np.median(a),
+        "q05": np.quantile(a, 0.05), "q25": np.quantile(a, 0.25), "q75": np.quantile(a, 0.75),
+        "q95": np.quantile(a, 0.95),
+    }  # fmt: skip
+    assert set(s) == set(expected) and all(isinstance(val, (int, float)) for val in s.values())
+    for key, val in expected.items():
+        assert s[key] == pytest.approx(float(val), rel=1e-13), key
+    one = summarize(torch.tensor([2.0]))
+    assert one["std"] == 0.0 and one["q05"] == one["max"] == 2.0 and one["n"] == 1
+
+
+# ------------------------------------------------------------------------------------------------- errors
+
+
+class ItemModel(nn.Module):
+    """Fine for autograd one sample at a time, but ``.item()`` cannot run under ``vmap``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(D, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = 1.0 + 0.1 * x.square().mean().item()
+        return self.lin(x.flatten(1)) * scale
+
+
+def test_a_model_vmap_cannot_batch_gets_a_clear_error_and_the_loop_fallback_works():
+    model = seeded(17, ItemModel)
+    x = inputs(3)
+    with pytest.raises(BadInputError, match="not vmap-compatible.*vectorize=False"):
+        input_jacobian(model, None, x)
+    J = input_jacobian(model, None, x, vectorize=False)
+    # .item() is a constant to autograd, so the loop reference sees the same function.
+    assert_close(J, loop_jacobian(model, x), 1e-12)
+
+
+def test_bad_inputs_raise_one_line_errors():
+    model = tanh_mlp()
+    fm = functionalize(model)
+    x = inputs(2)
+    y = torch.tensor([0, 1])
+    cases = [
+        (lambda: input_jacobian(fm, None, torch.randn(2, 5, dtype=DT)), "forward pass fails"),
+        (lambda: input_jacobian(fm, None, x.float()), "is torch.float64 but x is torch.float32"),
+        (lambda: input_jacobian(fm, None, x, output="probs"), "output 'probs'"),
+        (lambda: input_jacobian(fm, None, x, method="fd"), "method 'fd'"),
+        (lambda: input_jacobian(fm, None, x, chunk_size=0), "chunk_size"),
+        (lambda: input_jacobian("model", None, x), "FunctionalModel or an nn.Module"),
+        (lambda: input_jacobian(fm, None, x[:0]), "non-empty"),
+        (lambda: jacobian_spectral(fm, None, x, generator=1.5), "generator"),
+        (lambda: jacobian_spectral(fm, None, x, tol=0.0), "tol"),
+        (lambda: loss_input_gradient_norm(fm, None, x, torch.tensor([0, 5])), r"labels must lie in \[0, 5\)"),
+        (lambda: loss_input_gradient_norm(fm, None, x, y.double()), "integer label"),
+        (lambda: loss_input_gradient_norm(fm, None, x, y, loss="hinge"), "loss 'hinge'"),
+        (lambda: jacobian_frobenius_estimate(fm, None, x, num_probes=1), "num_probes"),
+        (lambda: jacobian_frobenius_estimate(fm, None, x, probes="sphere"), "probes 'sphere'"),
+        (lambda: noise_sensitivity(fm, None, x, sigma=0.0), "sigma"),
+        (lambda: prediction_stability(fm, None, x, sigma=0.1, num_samples=1), "num_samples"),
+        (lambda: directional_derivative(fm, None, x, x[:1]), "direction"),
+        (lambda: summarize(torch.tensor([1.0, float("nan")])), "NaN"),
+        (lambda: summarize(torch.tensor([])), "non-empty"),
+    ]
+    for call, message in cases:
+        with pytest.raises(BadInputError, match=message) as info:
+            call()
+        assert "\n" not in str(info.value)
+
+
+def test_training_mode_dropout_is_refused():
+    model = seeded(0, lambda: nn.Sequential(nn.Flatten(), nn.Linear(D, 3), nn.Dropout(0.5))).train()
+    with pytest.raises(NonDeterministicModelError):
+        input_jacobian(model, None, inputs(2))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_measures_run_unchanged_on_cuda():
+    model = convnet(seed=18)
+    x = inputs(4)
+    dev = torch.device("cuda")
+    model_gpu = convnet(seed=18).to(dev)
+    assert_close(input_jacobian(model_gpu, None, x.to(dev)).cpu(), input_jacobian(model, None, x), 1e-12)
+    gen = torch.Generator(device=dev).manual_seed(0)
+    spec = jacobian_spectral(model_gpu, None, x.to(dev), generator=gen, tol=1e-8, iters=1000)
+    assert spec.values.device.type == "cuda"
+    assert_close(spec.values.cpu(), jacobian_spectral(model, None, x, tol=1e-8, iters=1000).values, 1e-8)
+    res = noise_sensitivity(model_gpu, None, x.to(dev), sigma=0.1, generator=gen)
+    assert res.values.device.type == "cuda"
