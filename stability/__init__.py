@@ -19,7 +19,12 @@ from .functional import FunctionalModel, functionalize
 from .checkpoint import Checkpoint, build_model_from_checkpoint, load_checkpoint, save_checkpoint
 from .train import TrainResult, evaluate, read_metrics, train
 from .sensitivity import (
+    FrobeniusEstimate,
+    NoiseResult,
+    SpectralNormResult,
     data_direction,
+    directional_derivative,
+    loss_input_gradient,
     input_jacobian,
     jacobian_frobenius,
     jacobian_frobenius_estimate,
@@ -30,6 +35,7 @@ from .sensitivity import (
     summarize,
 )
 from .analysis import Analysis, AnalysisOptions, analyze_model
+from .curvature_report import CurvatureAnalysis, CurvatureOptions, analyze_curvature
 from .curvature import CurvatureOperator, ggn_vector_product, hessian_vector_product
 from .linalg import EigenResult, power_iteration, top_eigenvalues
 from .spectral import SpectralDensity, TraceResult, hutchinson_trace, hutchpp_trace, spectral_density
@@ -44,16 +50,21 @@ __all__ = [
     "BadInputError",
     "Checkpoint",
     "CheckpointError",
+    "CurvatureAnalysis",
     "CurvatureOperator",
+    "CurvatureOptions",
     "DATASETS",
     "DataBundle",
     "DataSpec",
     "DatasetError",
     "EigenResult",
+    "FrobeniusEstimate",
     "FunctionalModel",
     "ModelSpec",
+    "NoiseResult",
     "NonDeterministicModelError",
     "SpectralDensity",
+    "SpectralNormResult",
     "Split",
     "StabilityError",
     "StabilityTracker",
@@ -61,12 +72,14 @@ __all__ = [
     "TrainResult",
     "TrainSpec",
     "accepted_kwargs",
+    "analyze_curvature",
     "analyze_model",
     "build_model",
     "build_model_from_checkpoint",
     "count_parameters",
     "data_direction",
     "describe_architectures",
+    "directional_derivative",
     "download_dataset",
     "evaluate",
     "first_layer_bound",
@@ -83,6 +96,7 @@ __all__ = [
     "jacobian_spectral",
     "load_checkpoint",
     "load_data",
+    "loss_input_gradient",
     "loss_input_gradient_norm",
     "noise_sensitivity",
     "nonuniformity",
