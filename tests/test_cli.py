@@ -64,3 +64,19 @@ def test_existing_run_is_not_overwritten(tmp_path):
 def test_console_script_is_installed():
     proc = subprocess.run([sys.executable, "-m", "stability.cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "train" in proc.stdout and "quickstart" in proc.stdout
+
+
+def test_demo_lists_and_runs_with_closed_forms_in_its_json(tmp_path):
+    listing = run("demo", "--list")
+    assert listing.exit_code == 0 and "tanh-two-point" in listing.stdout and "quartic" in listing.stdout
+    result = run("demo", "tanh-two-point", "--out", str(tmp_path), "--json", str(tmp_path / "d.json"))
+    assert result.exit_code == 0, result.output
+    import json
+    import math
+
+    derived = json.loads((tmp_path / "d.json").read_text())["derived"]
+    assert derived["min_sharpness"] == pytest.approx(2 * math.sqrt(2) - 2, rel=1e-12)
+    assert derived["max_stable_lr"] == pytest.approx(1 + math.sqrt(2), rel=1e-12)
+    assert any(p.suffix == ".png" for p in (tmp_path / "tanh-two-point").iterdir())
+    bad = run("demo", "no-such-toy", "--out", str(tmp_path))
+    assert bad.exit_code == 2 and "no-such-toy" in one_error_line(bad)
