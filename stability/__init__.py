@@ -40,6 +40,7 @@ from .curvature import CurvatureOperator, ggn_vector_product, hessian_vector_pro
 from .linalg import EigenResult, power_iteration, top_eigenvalues
 from .spectral import SpectralDensity, TraceResult, hutchinson_trace, hutchpp_trace, spectral_density
 from .dynamics import StabilityTracker, gd_stability, nonuniformity, sgd_stability
+from .toy import DEMOS, DemoInfo, run_demo
 from .bounds import first_layer_bound, first_layer_identity, update_input_sensitivity
 
 __all__ = [
@@ -54,9 +55,11 @@ __all__ = [
     "CurvatureOperator",
     "CurvatureOptions",
     "DATASETS",
+    "DEMOS",
     "DataBundle",
     "DataSpec",
     "DatasetError",
+    "DemoInfo",
     "EigenResult",
     "FrobeniusEstimate",
     "FunctionalModel",
@@ -103,6 +106,7 @@ __all__ = [
     "power_iteration",
     "prediction_stability",
     "read_metrics",
+    "run_demo",
     "save_checkpoint",
     "sgd_stability",
     "spectral_density",
