@@ -35,6 +35,9 @@ from torch import Tensor, nn
 from stability.functional import functionalize
 from stability.sensitivity import input_jacobian
 
+from stability.models import build_model  # noqa: E402
+from stability.specs import ModelSpec  # noqa: E402
+
 INPUT_SHAPE = (1, 8, 8)
 NUM_CLASSES = 10
 
@@ -64,25 +67,10 @@ class Row:
 
 
 def build(arch: str, seed: int) -> tuple[nn.Module, str]:
-    """The registry's model when :mod:`stability.models` is present, else a local stand-in of that shape."""
+    """The registry's model, initialized from ``seed`` without touching the global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        try:
-            from stability.models import build_model
-            from stability.specs import ModelSpec
-        except ImportError:
-            return _fallback(arch), "local stand-in"
         return build_model(ModelSpec(arch), INPUT_SHAPE, NUM_CLASSES), "stability.models"
-
-
-def _fallback(arch: str) -> nn.Module:
-    if arch == "mlp":
-        return nn.Sequential(nn.Flatten(), nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, NUM_CLASSES))
-    return nn.Sequential(
-        nn.Conv2d(1, 60, 5, padding=2), nn.ReLU(), nn.Conv2d(60, 80, 5, padding=2), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Conv2d(80, 160, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(160, 320, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(320 * 4, NUM_CLASSES),
-    )  # fmt: skip
 
 
 def loop_jacobians(module: nn.Module, x: Tensor) -> Tensor:
