@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .curvature import seeded_subset
 from .data import DataBundle, Split
 from .functional import FunctionalModel, functionalize
 from .losses import per_sample_loss
@@ -122,12 +123,14 @@ class Analysis:
 
 
 def subset(split: Split, max_samples: int | None, seed: int) -> Split:
-    """A seeded subset of at most ``max_samples`` samples (the split itself when it is small enough)."""
-    n = len(split)
-    if max_samples is None or max_samples >= n:
+    """A seeded subset of at most ``max_samples`` samples (the split itself when it is small enough).
+
+    The same indices as the curvature's evaluation subset for equal sizes and seeds.
+    """
+    idx = seeded_subset(len(split), max_samples, seed)
+    if idx is None:
         return split
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(n, generator=g)[:max_samples].sort().values.to(split.x.device)
+    idx = idx.to(split.x.device)
     return Split(x=split.x[idx], y=split.y[idx], y_true=split.y_true[idx], index=split.index[idx])
 
 

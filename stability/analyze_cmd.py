@@ -18,7 +18,7 @@ from .checkpoint import (
     read_checkpoint_file,
 )
 from .data import load_data
-from .errors import BadInputError, CheckpointError
+from .errors import BadInputError
 from .report import Report, comparison_table, write_json
 from .specs import DataSpec, ModelSpec
 
@@ -30,13 +30,9 @@ def resolve_checkpoint(
     """A checkpoint, or a bare state_dict completed by ``--arch``/``--arch-kwargs``/``--dataset``."""
     obj = read_checkpoint_file(path, unsafe_pickle=unsafe_pickle)
     model_spec, dataset = bare
-    if not is_state_dict(obj):
+    if not is_state_dict(obj) or model_spec is None or dataset is None:
+        # A bare state_dict without --arch/--dataset is refused here, with the message that names them.
         return checkpoint_from_dict(obj, source=str(path))
-    if model_spec is None or dataset is None:
-        raise CheckpointError(
-            f"{path} is a bare state_dict with no model or data spec; pass --arch, --arch-kwargs and --dataset "
-            "so it can be rebuilt"
-        )
     data_spec = DataSpec(dataset=dataset, data_root=str(data_root) if data_root else None)
     shapes = load_data(data_spec, data_root=data_root, download=download)
     return Checkpoint(model=model_spec, input_shape=shapes.input_shape, num_classes=shapes.num_classes,
