@@ -194,9 +194,9 @@ def demo(
         out_console.print(f"figure: {out / name / fig}")
     if json_path is not None:
         from .checkpoint import atomic_write
-        from .report import _finite
+        from .report import json_safe
 
-        text = json.dumps(_finite(result), indent=2, default=str) + "\n"
+        text = json.dumps(json_safe(result), indent=2, default=str) + "\n"
         atomic_write(json_path, lambda fh: fh.write(text.encode()))
         out_console.print(f"JSON: {json_path}")
     else:

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 CURVATURES = ("hessian", "ggn")
-LOSS_NAMES = ("cross-entropy", "mse")
+LOSS_NAMES = ("cross-entropy", "mse", "bounded-cross-entropy")
 ModelFn = Callable[[Params, Tensor], Tensor]
 
 
@@ -59,8 +59,8 @@ def check_loss(loss: str, y: Tensor) -> None:
     """Refuse a loss the curvature code has no output Hessian for, or labels that do not fit it."""
     if loss not in LOSS_NAMES:
         raise BadInputError(f"loss {loss!r} is not one of: {', '.join(LOSS_NAMES)}")
-    if loss == "cross-entropy" and y.is_floating_point():
-        raise BadInputError("cross-entropy needs integer class labels y; use loss='mse' for real targets")
+    if loss != "mse" and y.is_floating_point():
+        raise BadInputError(f"{loss} needs integer class labels y; use loss='mse' for real targets")
 
 
 def mean_loss(loss: str, out: Tensor, y: Tensor) -> Tensor:
@@ -72,6 +72,8 @@ def mean_loss(loss: str, out: Tensor, y: Tensor) -> Tensor:
     out = out.reshape(out.shape[0], -1)
     if loss == "cross-entropy":
         return F.cross_entropy(out, y)
+    if loss == "bounded-cross-entropy":
+        return F.cross_entropy(torch.softmax(out, -1), y)
     return 0.5 * (out - targets(y, out)).pow(2).sum(-1).mean()
 
 
@@ -242,7 +244,8 @@ class CurvatureOperator:
         model: an ``nn.Module`` (refused in training mode with batch norm or dropout; call ``eval()``)
             or a :class:`~stability.functional.FunctionalModel`.
         x: ``(N, *input_shape)`` inputs; ``y: (N,)`` integer labels (or real targets for ``mse``).
-        loss: ``cross-entropy`` or ``mse`` (conventions of :mod:`stability.losses`).
+        loss: ``cross-entropy``, ``mse`` or ``bounded-cross-entropy`` (conventions of
+            :mod:`stability.losses`; the last with ``which="hessian"`` only).
         which: ``hessian`` or ``ggn``.
         params: the point ``θ`` (a dict with the model's parameter names); default: the model's own.
         param_filter: restrict to some parameters (names or a predicate): ``C`` is then the diagonal
@@ -277,6 +280,10 @@ class CurvatureOperator:
         if which not in CURVATURES:
             raise BadInputError(f"which={which!r} is not one of: {', '.join(CURVATURES)}")
         check_loss(loss, y)
+        if which == "ggn" and loss == "bounded-cross-entropy":
+            raise BadInputError(
+                "the Gauss-Newton matrix needs a convex loss of the outputs; bounded-cross-entropy is not: use which='hessian'"
+            )
         if x.shape[0] != y.shape[0] or x.shape[0] == 0:
             raise BadInputError(
                 f"x and y must hold the same positive number of samples, got {x.shape[0]} and {y.shape[0]}"

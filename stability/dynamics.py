@@ -281,6 +281,10 @@ class StabilityTracker:
 
     def _measure(self, step: int, model: nn.Module) -> dict[str, Any]:
         op = CurvatureOperator(model, self.x, self.y, **self.options)
+        loss = op.loss_value()
+        if not math.isfinite(loss):
+            # A diverged run (e.g. a step size past 2/λ) is an outcome to record, not an error.
+            return {"step": step, "loss": loss, "sharpness": math.nan, "converged": False, "num_hvps": 0, "diverged": True}
         v0 = self._previous if self._previous is not None and self._previous.shape == (op.dim,) else None
         eig = top_eigenvalues(op, self.k, tol=self.tol, max_iter=self.max_iter, v0=v0,
                               generator=self._generator)
@@ -288,7 +292,7 @@ class StabilityTracker:
         self._previous = eig.eigenvectors.sum(1)
         sharp = float(eig.eigenvalues[0])
         record: dict[str, Any] = {
-            "step": step, "loss": op.loss_value(), "sharpness": sharp,
+            "step": step, "loss": loss, "sharpness": sharp,
             "sharpness_residual": float(eig.residuals[0]), "converged": eig.converged, "num_hvps": eig.num_hvps,
         }
         if self.k > 1:

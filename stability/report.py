@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         a = self.analysis
-        return _finite({
+        return json_safe({
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
             "stability_version": __version__,
@@ -69,14 +70,14 @@ class Report:
         })  # fmt: skip
 
 
-def _finite(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """Replace NaN and infinities (not valid JSON) by None, recursively."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj
 
 

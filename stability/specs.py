@@ -149,6 +149,9 @@ class TrainSpec(_Spec):
             plain ``L_train`` otherwise).
         split_threshold: held-out accuracy below which splitting pauses; ``None`` means
             ``1.1 / num_classes`` (0.11 for ten classes, as in Badger's code).
+        split_start, split_stop: with ``objective="split"``, the epochs ``split_start <= e < split_stop``
+            (``None``: to the end) may split; the others train on plain ``L_train``. This switches the
+            objective mid-run in either direction within one resumable run.
         optimizer: ``sgd`` (with ``momentum``) or ``adam``.
         lr: learning rate at epoch 0; multiplied by ``lr_decay`` after every epoch.
         batch_size: minibatch size; ``0`` means full batch (gradient descent).
@@ -160,6 +163,8 @@ class TrainSpec(_Spec):
     loss: str = "cross-entropy"
     objective: str = "standard"
     split_threshold: float | None = None
+    split_start: int = 0
+    split_stop: int | None = None
     optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
@@ -187,3 +192,8 @@ class TrainSpec(_Spec):
             )
         if self.split_threshold is not None:
             _check_range("split_threshold", self.split_threshold, 0.0, 1.0)
+        stop = self.split_start if self.split_stop is None else self.split_stop
+        if not (isinstance(self.split_start, int) and 0 <= self.split_start <= stop):
+            raise BadInputError(
+                f"split epochs must satisfy 0 <= split_start <= split_stop, got {self.split_start} and {self.split_stop}"
+            )

@@ -162,8 +162,15 @@ class _Run:
         return self.spec.lr * self.spec.lr_decay**epoch
 
     def split_active(self) -> bool:
-        """Whether this epoch descends on ``L_train − L_heldout`` (held-out accuracy at its start ≥ threshold)."""
-        return self.spec.objective == "split" and self.history[-1]["heldout_acc"] >= self.threshold
+        """Whether this epoch descends on ``L_train − L_heldout``: inside the split epochs, with held-out
+        accuracy at its start at least the threshold."""
+        spec = self.spec
+        stop = math.inf if spec.split_stop is None else spec.split_stop
+        return (
+            spec.objective == "split"
+            and spec.split_start <= self.epoch < stop
+            and self.history[-1]["heldout_acc"] >= self.threshold
+        )
 
     def train_epoch(self, split: bool = False) -> None:
         """One pass over the training split, paired with held-out minibatches when ``split``."""

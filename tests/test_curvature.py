@@ -85,6 +85,21 @@ def test_ggn_product_equals_dense_jt_lambda_j(loss: str) -> None:
     assert torch.linalg.eigvalsh(G).min() > -1e-12  # GGN is PSD whatever the point
 
 
+def test_bounded_cross_entropy_hessian_equals_dense_and_has_no_ggn() -> None:
+    """Badger's bounded loss, written out independently in :mod:`stability.losses`."""
+    from stability.losses import bounded_cross_entropy
+
+    x, y = data()
+    op = CurvatureOperator(mlp(), x, y, loss="bounded-cross-entropy", batch_size=5)
+    fm = op.model
+    H = hessian(lambda f: bounded_cross_entropy(fm(unflatten(f, op.params), x), y))(flatten(op.params))
+    v = torch.randn(op.dim, generator=gen(5), dtype=F64)
+    torch.testing.assert_close(op(v), H @ v, rtol=1e-12, atol=1e-13)
+    assert op.loss_value() == pytest.approx(float(bounded_cross_entropy(fm(op.params, x), y)), rel=1e-12)
+    with pytest.raises(BadInputError, match="which='hessian'"):
+        CurvatureOperator(mlp(), x, y, loss="bounded-cross-entropy", which="ggn")
+
+
 def test_mse_hessian_equals_ggn_at_interpolation() -> None:
     # Targets equal to the model's own outputs make every residual exactly zero.
     model, (x, _) = mlp(), data()

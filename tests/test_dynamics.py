@@ -186,3 +186,13 @@ def test_tracker_refuses_bad_every() -> None:
     x, y = data()
     with pytest.raises(BadInputError, match="every"):
         StabilityTracker(x, y, every=0)
+
+
+def test_tracker_records_a_diverged_model_instead_of_failing() -> None:
+    """A step size past 2/λ makes the weights blow up; the record says so and the sweep goes on."""
+    x, y = data(10)
+    model = nn.Sequential(nn.Linear(4, 3)).to(F64)
+    with torch.no_grad():
+        model[0].weight.fill_(math.inf)
+    record = StabilityTracker(x, y, subset=None).measure(5, model)
+    assert record["diverged"] and math.isnan(record["sharpness"]) and record["step"] == 5

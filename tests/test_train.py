@@ -92,6 +92,21 @@ def test_gradient_splitting_drives_heldout_accuracy_below_chance(tmp_path):
         assert row["split_active"] == float(before["heldout_acc"] >= 0.11)
 
 
+def test_split_window_switches_the_objective_mid_run_both_ways(tmp_path):
+    """Epochs outside [split_start, split_stop) train on L_train alone, whatever the held-out accuracy."""
+    data = DataSpec(dataset="digits", n_train=200, n_heldout=200, n_test=100)
+    common = dict(loss="bounded-cross-entropy", optimizer="adam", lr=1e-3, batch_size=100, epochs=6, split_threshold=0.0)
+    later = train(MLP, data, TrainSpec(objective="split", split_start=3, **common), tmp_path / "later")
+    first = train(MLP, data, TrainSpec(objective="split", split_stop=2, **common), tmp_path / "first")
+    assert [r["split_active"] for r in later.history[1:]] == [0, 0, 0, 1, 1, 1]
+    assert [r["split_active"] for r in first.history[1:]] == [1, 1, 0, 0, 0, 0]
+    # Before the window opens the run is exactly plain training.
+    plain = train(MLP, data, TrainSpec(epochs=3, **{k: v for k, v in common.items() if k != "epochs"}), tmp_path / "plain")
+    assert plain.history[3]["train_loss"] == later.history[3]["train_loss"]
+    with pytest.raises(BadInputError, match="split_start <= split_stop"):
+        TrainSpec(split_start=4, split_stop=2)
+
+
 def test_splitting_without_heldout_is_refused(tmp_path):
     with pytest.raises(BadInputError, match="n_heldout"):
         train(MLP, DIGITS, TrainSpec(objective="split", epochs=1), tmp_path)
