@@ -8,10 +8,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stability-installed
 OUT    ?= runs/quickstart
+EXPERIMENTS_OUT ?= runs
 TEST_REFERENCES := curvlinops-for-pytorch backpack-for-pytorch einconv einops linear_operator opt-einsum \
                    tqdm unfoldNd jaxtyping wadler-lindig
 
-.PHONY: quickstart test test-all bench clean-venv
+.PHONY: quickstart test test-all experiments bench clean-venv
 
 $(STAMP): pyproject.toml tools/install-torch.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +32,12 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q
+
+# The three experiment scripts on digits (--quick): about 4 minutes on 2 CPU cores. Reruns skip finished runs.
+experiments: $(STAMP)
+	$(PY) experiments/randomization.py --quick --out $(EXPERIMENTS_OUT)/randomization/quick-digits
+	$(PY) experiments/memorize.py --quick --out $(EXPERIMENTS_OUT)/memorize/quick-digits
+	$(PY) experiments/stability_tracking.py --quick --out $(EXPERIMENTS_OUT)/stability_tracking/quick-digits
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench_training_loop

@@ -10,20 +10,25 @@ to ``metrics.jsonl`` and, like the metrics, are cut back to the checkpoint's epo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 
 import torch
+import typer
 from rich.console import Console
 
 from .checkpoint import atomic_write, load_checkpoint
 from .data import DataBundle, load_data
 from .dynamics import StabilityTracker
+from .errors import BadInputError, StabilityError
 from .report import json_safe
 from .specs import DataSpec, ModelSpec, TrainSpec
 from .train import CHECKPOINT, METRICS, read_metrics, train
@@ -40,7 +45,8 @@ def run_name(**settings: Any) -> str:
     parts = []
     for key, value in settings.items():
         if isinstance(value, float):
-            value = f"{value:g}"
+            # Shortest form that still tells the settings apart (``:g`` alone keeps 6 digits).
+            value = f"{value:g}" if float(f"{value:g}") == value else repr(value)
         parts.append(f"{key}={value}")
     name = ",".join(parts)
     if not re.fullmatch(r"[A-Za-z0-9_.,=+-]+", name):
@@ -87,10 +93,16 @@ class RunResult:
     def checkpoint_path(self) -> Path:
         return self.out_dir / CHECKPOINT
 
-    def series(self, key: str, *, source: str = "history") -> tuple[list[float], list[float]]:
-        """``(epochs, values)`` of ``key`` over the run, skipping rows without it."""
+    @property
+    def num_classes(self) -> int:
+        return load_checkpoint(self.checkpoint_path).num_classes
+
+    def series(self, key: str, *, source: str = "history", x: str = "epoch") -> tuple[list[float], list[float]]:
+        """``(x, values)`` of ``key`` over the run (``x``: ``epoch`` or ``step``), skipping rows without it."""
+        if source not in ("history", "tracking"):
+            raise ValueError(f"source must be 'history' or 'tracking', got {source!r}")
         rows = self.history if source == "history" else self.tracking
-        pairs = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
+        pairs = [(r[x], r[key]) for r in rows if r.get(key) is not None]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
@@ -112,6 +124,14 @@ class Sweep:
         self.progress = progress
         self._data: tuple[dict[str, Any], DataBundle] | None = None
 
+    def run_groups(self, groups: Mapping[str, Sequence[RunSpec]]) -> tuple[dict[str, list[RunResult]], dict[str, RunResult]]:
+        """Train the runs of every group; a run in several groups (same name) is trained once and returned in
+        each with that group's own spec (its labels). Returns the groups' results and the unique runs."""
+        unique = {s.name: s for specs in groups.values() for s in specs}
+        done = self.run_all(list(unique.values()))
+        results = {k: [dataclasses.replace(done[s.name], spec=s) for s in specs] for k, specs in groups.items()}
+        return results, done
+
     def run_dir(self, spec: RunSpec) -> Path:
         return self.out / "runs" / spec.name
 
@@ -123,18 +143,28 @@ class Sweep:
 
     def run(self, spec: RunSpec, *, index: int = 1, total: int = 1) -> RunResult:
         out = self.run_dir(spec)
-        if is_complete(out, spec):
-            self.console.print(f"[dim]{index}/{total} {spec.name}: complete, skipped[/]")
-            return RunResult(spec, out, read_metrics(out / METRICS), _read_tracking(out, None), skipped=True)
+        ckpt = load_checkpoint(out / CHECKPOINT) if (out / CHECKPOINT).exists() else None
+        if ckpt is not None:
+            # Refuse before anything in the folder is touched.
+            if not _same_settings(ckpt, spec):
+                raise BadInputError(
+                    f"{out} holds a run with different settings; remove it or choose another --out to start anew"
+                )
+            finished = ckpt.resume is None and ckpt.epoch == spec.training.epochs
+            if finished and spec.track is not None and not (out / TRACKING).exists():
+                raise BadInputError(
+                    f"{out} holds a finished run whose {TRACKING} is missing and cannot be rebuilt; remove the folder to retrain it"
+                )
+            if finished:
+                self.console.print(f"[dim]{index}/{total} {spec.name}: complete, skipped[/]")
+                return RunResult(spec, out, read_metrics(out / METRICS), _read_tracking(out, None), skipped=True)
         self.console.print(f"[bold]{index}/{total} {spec.name}[/]")
         data = self._bundle(spec.data)
-        resuming = (out / CHECKPOINT).exists()
-        epoch = load_checkpoint(out / CHECKPOINT).epoch if resuming else 0
         on_epoch = None
         if spec.track is not None:
-            on_epoch = _tracking_callback(spec, data, out, keep_upto=epoch if resuming else -1)
+            on_epoch = _tracking_callback(spec, data, out, keep_upto=ckpt.epoch if ckpt is not None else -1)
         train(
-            spec.model, spec.data, spec.training, out, device=self.device, resume=resuming, data=data,
+            spec.model, spec.data, spec.training, out, device=self.device, resume=ckpt is not None, data=data,
             progress=self.progress, on_epoch=on_epoch,
         )  # fmt: skip
         return RunResult(spec, out, read_metrics(out / METRICS), _read_tracking(out, None), skipped=False)
@@ -147,21 +177,23 @@ class Sweep:
 
 
 def is_complete(out: Path, spec: RunSpec) -> bool:
-    """Whether ``out`` holds the final checkpoint of exactly this run (same specs, all epochs done)."""
+    """Whether ``out`` holds the final checkpoint of exactly this run (same specs, all epochs done, and its
+    tracking records when the run is tracked)."""
     path = out / CHECKPOINT
     if not path.exists():
         return False
     ckpt = load_checkpoint(path)
-    same = (
+    done = _same_settings(ckpt, spec) and ckpt.resume is None and ckpt.epoch == spec.training.epochs
+    return done and (spec.track is None or (out / TRACKING).exists())
+
+
+def _same_settings(ckpt: Any, spec: RunSpec) -> bool:
+    return (
         ckpt.model.to_dict() == spec.model.to_dict()
         and ckpt.data.identity == spec.data.identity
         and ckpt.training is not None
         and ckpt.training.to_dict() == spec.training.to_dict()
     )
-    done = same and ckpt.resume is None and ckpt.epoch == spec.training.epochs
-    if done and spec.track is not None and not (out / TRACKING).exists():
-        return False
-    return done
 
 
 def _tracking_callback(
@@ -245,8 +277,112 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n"
 
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+SCALES = ("smoke", "quick", "full")
+
+
+def pick_scale(quick: bool, smoke: bool) -> str:
+    """``--smoke`` (seconds, what the tests run), ``--quick`` (digits on a laptop CPU), else ``full``."""
+    if quick and smoke:
+        raise BadInputError("--quick and --smoke exclude each other; pass one")
+    return "smoke" if smoke else "quick" if quick else "full"
+
+
+def default_out(script: str, scale: str, dataset: str) -> Path:
+    """``runs/SCRIPT/SCALE-DATASET``: reruns of the same command land in (and resume) the same folder."""
+    return Path("runs") / script / f"{scale}-{dataset}"
+
+
+def protocol_section(title: str, settings: Mapping[str, Any], *, wall_seconds: float, device: str) -> str:
+    """The head of a ``results.md``: what was run, where, and how long it took."""
+    lines = [f"# {title}", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in settings.items()]
+    lines += [f"| device | {device} |", f"| wall time of this invocation | {wall_seconds:.0f} s |", ""]
+    return "\n".join(lines) + "\n\n"
+
+
+def describe_training(t: TrainSpec) -> str:
+    """One line for a results table, e.g. ``sgd lr 0.05 momentum 0.9, batch 64, 150 epochs, cross-entropy``."""
+    opt = f"{t.optimizer} lr {t.lr:g}" + (f" momentum {t.momentum:g}" if t.optimizer == "sgd" else "")
+    decay = f", lr x{t.lr_decay:g}/epoch" if t.lr_decay != 1.0 else ""
+    batch = "full batch" if t.batch_size == 0 else f"batch {t.batch_size}"
+    return f"{opt}{decay}, {batch}, {t.epochs} epochs, {t.loss}"
+
+
+def plain(obj: Any) -> Any:
+    """A protocol dataclass (holding specs, tuples, numbers) as JSON-ready dicts and lists."""
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return obj
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What one command line of an experiment script asked for, resolved: scale, dataset, parts, folder."""
+
+    script: str
+    scale: str
+    dataset: str
+    parts: tuple[str, ...]
+    out: Path
+    device: str
+    started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def resolve(
+        cls, script: str, *, quick: bool, smoke: bool, dataset: str | None, parts: Sequence[str],
+        known: Sequence[str], out: Path | None, device: str,
+    ) -> Invocation:  # fmt: skip
+        """Defaults: digits for ``--quick``/``--smoke``, CIFAR-10 at full scale; ``runs/SCRIPT/SCALE-DATASET``."""
+        scale = pick_scale(quick, smoke)
+        dataset = dataset or ("cifar10" if scale == "full" else "digits")
+        bad = sorted(set(parts) - set(known))
+        if bad:
+            raise BadInputError(f"unknown part(s) {', '.join(bad)}; choose from {', '.join(known)}")
+        chosen = tuple(x for x in known if x in parts)
+        return cls(script, scale, dataset, chosen, Path(out) if out else default_out(script, scale, dataset), device)
+
+    def finish(
+        self, title: str, protocol: Any, runs: Mapping[str, RunResult], results: Mapping[str, Any], markdown: str,
+        settings: Mapping[str, Any],
+    ) -> tuple[Path, Path]:  # fmt: skip
+        """Write ``results.json`` (the protocol, the parts, the numbers) and ``results.md`` (a protocol table, then
+        ``markdown``)."""
+        wall = time.perf_counter() - self.started
+        settings = {"scale": self.scale, "dataset": self.dataset, **settings, "runs": len(runs),
+                    "training seconds (all runs)": f"{sum(r.final['seconds'] for r in runs.values()):.0f}"}  # fmt: skip
+        head = protocol_section(title, settings, wall_seconds=wall, device=self.device)
+        payload = {"experiment": self.script, "scale": self.scale, "dataset": self.dataset, "parts": list(self.parts),
+                   "protocol": plain(protocol), "wall_seconds": wall, **results}  # fmt: skip
+        return write_results(self.out, payload, head + markdown)
+
+
+@contextmanager
+def script_errors() -> Iterator[None]:
+    """Bad input inside an experiment script: one line on stderr and exit code 2, as the ``stability`` CLI."""
+    try:
+        yield
+    except StabilityError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+# Command-line options every experiment script takes, declared once (Typer reads them from the annotations).
+Smoke = Annotated[bool, typer.Option("--smoke", help="A seconds-long pass through every part (what the tests run).")]
+Dataset = Annotated[Optional[str], typer.Option(  # noqa: UP045 (Typer reads the annotation at run time)
+    help="digits (default for --quick/--smoke), cifar10 (default otherwise), mnist, fashion-mnist, ...")]
+DataRoot = Annotated[Optional[Path], typer.Option(help="Folder holding on-disk datasets (see docs/data.md).")]  # noqa: UP045
+Out = Annotated[Optional[Path], typer.Option(help="Output folder (default runs/SCRIPT/SCALE-DATASET).")]  # noqa: UP045
+Device = Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda (default: cuda when available).")]

@@ -1,0 +1,254 @@
+"""Zhang et al. (2017): the same network, unchanged, fits labels and inputs that carry no signal.
+
+Three parts, each a grid of runs with architecture and hyperparameters fixed:
+
+- ``tests``: the six randomization tests (true labels, partially corrupted labels, random labels,
+  shuffled pixels, random pixels, Gaussian inputs); learning curves against steps (their Figure 1a).
+- ``corruption``: label corruption p in {0, 0.2, ..., 1}; steps to fit relative to true labels
+  (Figure 1b) and test error against p (Figure 1c).
+- ``regularization``: augmentation, weight decay and dropout off and on, true and random labels
+  (the shape of their Table 1); next to the paper's CIFAR-10 numbers when the run is on CIFAR-10.
+
+    python experiments/randomization.py --quick            # digits, MLP 1x512, about 2 minutes on 2 CPUs
+    python experiments/randomization.py --dataset cifar10 --data-root ~/data   # the paper's protocol, GPU
+
+Writes ``OUT/runs/NAME/`` (checkpoints ``stability analyze`` reads), ``OUT/figures/*.png``,
+``OUT/results.json`` and ``OUT/results.md``. Rerunning skips finished runs and resumes interrupted ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from stability.experiment import (
+    DataRoot, Dataset, Device, Invocation, Out, RunResult, RunSpec, Smoke, Sweep, default_device,
+    describe_training, first_epoch, markdown_table, run_name, script_errors,
+)  # fmt: skip
+from stability.figures import Panel, curves
+from stability.models import accepted_kwargs
+from stability.specs import DataSpec, ModelSpec, TrainSpec
+
+TESTS = ("true", "partial-labels", "random-labels", "shuffled-pixels", "random-pixels", "gaussian")
+PARTS = ("tests", "corruption", "regularization")
+# Zhang et al. 2017, Table 1, CIFAR-10 (train %, test %), keyed by (arch, regularizers, labels).
+# The random-label rows are our reading of which regularizer settings the table pairs them with.
+PAPER_CIFAR10 = {
+    ("small-inception", "augment+weight-decay", "true"): (100.0, 89.05),
+    ("small-inception", "none", "true"): (100.0, 85.75),
+    ("small-inception", "none", "random-labels"): (100.0, 9.78),
+    ("mlp", "none", "true"): (100.0, 50.51),
+    ("mlp", "none", "random-labels"): (99.34, 10.61),
+}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Everything a scale fixes: the data, the network, the optimizer, the grids."""
+
+    data: DataSpec
+    model: ModelSpec
+    training: TrainSpec
+    partial_p: float = 0.5
+    ps: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    weight_decay: float = 5e-4
+    dropout: float = 0.5
+    fit_level: float = 0.99
+
+
+def protocol(scale: str, dataset: str, arch: str | None) -> Protocol:
+    if scale == "smoke":
+        return Protocol(
+            DataSpec(dataset=dataset, n_train=100, n_test=100),
+            ModelSpec(arch or "mlp", {"widths": [32]} if arch in (None, "mlp") else {}),
+            TrainSpec(optimizer="sgd", lr=0.05, batch_size=50, epochs=2, checkpoint_every=1),
+            ps=(0.0, 0.5, 1.0), fit_level=0.5,
+        )  # fmt: skip
+    if scale == "quick":
+        # Zhang's MLP settings but lr 0.05 and no decay: digits give 23 steps per epoch, not 390.
+        return Protocol(
+            DataSpec(dataset=dataset),
+            ModelSpec(arch or "mlp"),
+            TrainSpec(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=64, epochs=150, checkpoint_every=25),
+        )
+    arch = arch or "small-inception"
+    return Protocol(
+        DataSpec(dataset=dataset, center_crop=28 if dataset.startswith("cifar") else None, preprocess="whiten"),
+        ModelSpec(arch),
+        TrainSpec(optimizer="sgd", lr=0.1 if arch == "small-inception" else 0.01, momentum=0.9, lr_decay=0.95,
+                  batch_size=128, epochs=100, checkpoint_every=5),
+    )  # fmt: skip
+
+
+def regularizers(p: Protocol) -> dict[str, tuple[TrainSpec, ModelSpec]]:
+    """Each explicit regularizer alone, all together, and none; dropout only where the architecture has it."""
+    has_dropout = "dropout" in accepted_kwargs(p.model.arch)
+    settings = {"none": {}, "augment": {"augment": True}, "weight-decay": {"weight_decay": p.weight_decay}}
+    if has_dropout:
+        settings["dropout"] = {"dropout": p.dropout}
+    settings["augment+weight-decay"] = {"augment": True, "weight_decay": p.weight_decay}
+    if has_dropout:
+        settings["all"] = {"augment": True, "weight_decay": p.weight_decay, "dropout": p.dropout}
+    out = {}
+    for name, s in settings.items():
+        model = p.model
+        if "dropout" in s:
+            model = ModelSpec(p.model.arch, {**p.model.kwargs, "dropout": s["dropout"]})
+        training = dataclasses.replace(p.training, **{k: v for k, v in s.items() if k != "dropout"})
+        out[name] = (training, model)
+    return out
+
+
+def corrupted(p: Protocol, test: str, prob: float = 0.0) -> DataSpec:
+    return dataclasses.replace(p.data, corruption=test, corruption_prob=prob if test == "partial-labels" else 0.0)
+
+
+def label_spec(p: Protocol, prob: float) -> DataSpec:
+    """p = 0 and p = 1 are the true- and random-label runs themselves (shared, not retrained)."""
+    if prob == 0.0:
+        return corrupted(p, "true")
+    if prob == 1.0:
+        return corrupted(p, "random-labels")
+    return corrupted(p, "partial-labels", prob)
+
+
+def name_of(data: DataSpec, reg: str = "none") -> str:
+    settings = {"data": data.corruption}
+    if data.corruption == "partial-labels":
+        settings["p"] = data.corruption_prob
+    if reg != "none":
+        settings["reg"] = reg
+    return run_name(**settings)
+
+
+def plan(p: Protocol, parts: tuple[str, ...]) -> list[RunSpec]:
+    specs: dict[str, RunSpec] = {}
+
+    def add(data: DataSpec, training: TrainSpec, model: ModelSpec, reg: str = "none") -> None:
+        name = name_of(data, reg)
+        specs.setdefault(name, RunSpec(name, model, data, training, labels={"reg": reg}))
+
+    if "tests" in parts:
+        for test in TESTS:
+            add(corrupted(p, test, p.partial_p), p.training, p.model)
+    if "corruption" in parts:
+        for prob in p.ps:
+            add(label_spec(p, prob), p.training, p.model)
+    if "regularization" in parts:
+        for reg, (training, model) in regularizers(p).items():
+            for labels in ("true", "random-labels"):
+                add(corrupted(p, labels), training, model, reg)
+    return list(specs.values())
+
+
+def summarize(p: Protocol, runs: dict[str, RunResult], parts: tuple[str, ...], out: Path) -> tuple[dict, str]:
+    results: dict = {}
+    md = ""
+    steps_true = first_epoch(runs[name_of(corrupted(p, "true"))].history, "train_acc", p.fit_level, at="step")
+    if "tests" in parts:
+        rows = []
+        by_step = {test: runs[name_of(corrupted(p, test, p.partial_p))] for test in TESTS}
+        for test, r in by_step.items():
+            steps = first_epoch(r.history, "train_acc", p.fit_level, at="step")
+            rows.append({
+                "test": test, "train_acc": r.final["train_acc"], "test_acc": r.final["test_acc"],
+                "final_train_loss": r.final["train_loss"], "steps_to_fit": steps,
+                "slowdown": steps / steps_true if steps and steps_true else None,
+            })  # fmt: skip
+        results["tests"] = rows
+        fig = curves([
+            Panel({t: by_step[t].series("train_loss", x="step") for t in TESTS},
+                  title="training loss", xlabel="step", ylabel="loss", logy=True),
+            Panel({t: by_step[t].series("train_acc", x="step") for t in TESTS},
+                  title="training accuracy", xlabel="step", ylabel="accuracy"),
+        ], out / "figures" / "learning_curves.png", title=f"randomization tests ({p.data.dataset}, {p.model.arch})")  # fmt: skip
+        md += f"## Randomization tests (Figure 1a)\n\n![learning curves]({fig.relative_to(out)})\n\n"
+        md += f"Steps to fit = first step with training accuracy >= {p.fit_level}; partial labels use p = {p.partial_p}.\n\n"
+        md += markdown_table(
+            ["test", "train acc", "test acc", "final train loss", "steps to fit", "x true labels"],
+            [[r["test"], r["train_acc"], r["test_acc"], r["final_train_loss"], r["steps_to_fit"], r["slowdown"]] for r in rows],
+        )  # fmt: skip
+    if "corruption" in parts:
+        rows = []
+        for prob in p.ps:
+            r = runs[name_of(label_spec(p, prob))]
+            steps = first_epoch(r.history, "train_acc", p.fit_level, at="step")
+            rows.append({
+                "p": prob, "steps_to_fit": steps, "slowdown": steps / steps_true if steps and steps_true else None,
+                "train_acc": r.final["train_acc"], "test_error": 1 - r.final["test_acc"],
+            })  # fmt: skip
+        results["corruption"] = rows
+        fitted = [r for r in rows if r["slowdown"] is not None]
+        fig = curves([
+            Panel({"steps to fit / true labels": ([r["p"] for r in fitted], [r["slowdown"] for r in fitted])},
+                  title="convergence slowdown (Fig. 1b)", xlabel="label corruption p", ylabel="relative steps", marker="o"),
+            Panel({"test error": ([r["p"] for r in rows], [r["test_error"] for r in rows])},
+                  hlines={"chance": 1 - 1 / next(iter(runs.values())).num_classes}, title="test error (Fig. 1c)", xlabel="label corruption p",
+                  ylabel="error", marker="o"),
+        ], out / "figures" / "label_corruption.png")  # fmt: skip
+        md += f"## Label corruption (Figures 1b, 1c)\n\n![label corruption]({fig.relative_to(out)})\n\n"
+        md += markdown_table(
+            ["p", "steps to fit", "x true labels", "final train acc", "test error"],
+            [[r["p"], r["steps_to_fit"], r["slowdown"], r["train_acc"], r["test_error"]] for r in rows],
+        )  # fmt: skip
+    if "regularization" in parts:
+        rows = []
+        on_cifar10 = p.data.dataset == "cifar10"
+        for reg in regularizers(p):
+            for labels in ("true", "random-labels"):
+                r = runs[name_of(corrupted(p, labels), reg)]
+                paper = PAPER_CIFAR10.get((p.model.arch, reg, labels)) if on_cifar10 else None
+                rows.append({
+                    "regularizers": reg, "labels": labels, "train_acc": r.final["train_acc"],
+                    "test_acc": r.final["test_acc"], "paper_train_pct": paper[0] if paper else None,
+                    "paper_test_pct": paper[1] if paper else None,
+                })  # fmt: skip
+        results["regularization"] = rows
+        md += "## Explicit regularization (the shape of Table 1)\n\n"
+        header = ["regularizers", "labels", "train acc", "test acc"]
+        cells = [[r["regularizers"], r["labels"], r["train_acc"], r["test_acc"]] for r in rows]
+        if on_cifar10:
+            header += ["paper train %", "paper test %"]
+            cells = [c + [r["paper_train_pct"], r["paper_test_pct"]] for c, r in zip(cells, rows)]
+        md += markdown_table(header, cells)
+        if on_cifar10:
+            md += "\nPaper: Zhang et al. 2017, Table 1 (CIFAR-10); — where the table has no matching row.\n"
+    return results, md
+
+
+
+app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
+
+
+@app.command()
+def main(
+    quick: bool = typer.Option(False, "--quick", help="Digits on a CPU in minutes: MLP 1x512, SGD lr 0.05, 150 epochs."),
+    smoke: Smoke = False,
+    dataset: Dataset = None,
+    data_root: DataRoot = None,
+    arch: Optional[str] = typer.Option(None, help="Architecture (default: mlp for --quick, small-inception at full scale)."),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Override the scale's epochs per run."),
+    parts: list[str] = typer.Option(list(PARTS), "--part", help=f"Which parts to run (repeat): {', '.join(PARTS)}."),
+    out: Out = None,
+    device: Device = default_device(),
+) -> None:
+    """Run the randomization tests, the label-corruption sweep and the regularization table."""
+    with script_errors():
+        inv = Invocation.resolve("randomization", quick=quick, smoke=smoke, dataset=dataset, parts=parts, known=PARTS,
+                                 out=out, device=device)
+        p = protocol(inv.scale, inv.dataset, arch)
+        if epochs is not None:
+            p = dataclasses.replace(p, training=dataclasses.replace(p.training, epochs=epochs))
+        done = Sweep(inv.out, device=device, data_root=data_root).run_all(plan(p, inv.parts))
+        results, md = summarize(p, done, inv.parts, inv.out)
+        _, md_path = inv.finish("Randomization tests (Zhang et al. 2017)", p, done, results, md, {"model": f"{p.model.arch} {p.model.kwargs}",
+                                                                    "training": describe_training(p.training)})
+    typer.echo(f"wrote {md_path} and {md_path.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    app()
