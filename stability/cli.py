@@ -75,6 +75,8 @@ def train(
     loss: Annotated[str, typer.Option(help=f"{_choices(LOSSES)}.")] = "cross-entropy",
     objective: Annotated[str, typer.Option(help=f"{_choices(OBJECTIVES)} (split: L_train - L_heldout).")] = "standard",
     split_threshold: Annotated[Optional[float], typer.Option(help="Held-out accuracy below which splitting pauses. Default 1.1/classes.")] = None,
+    split_start: Annotated[int, typer.Option(help="With --objective split: first epoch that may split (earlier epochs train plainly).")] = 0,
+    split_stop: Annotated[Optional[int], typer.Option(help="With --objective split: epoch from which training is plain again. Default: never.")] = None,
     optimizer: Annotated[str, typer.Option(help=f"{_choices(OPTIMIZERS)}.")] = "sgd",
     lr: Annotated[float, typer.Option(help="Learning rate at epoch 0.")] = 0.01,
     momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
@@ -100,7 +102,8 @@ def train(
         )  # fmt: skip
         model_spec = ModelSpec(arch=arch, kwargs=parse_json_dict(arch_kwargs, "--arch-kwargs"))
         train_spec = TrainSpec(
-            loss=loss, objective=objective, split_threshold=split_threshold, optimizer=optimizer, lr=lr,
+            loss=loss, objective=objective, split_threshold=split_threshold, split_start=split_start,
+            split_stop=split_stop, optimizer=optimizer, lr=lr,
             momentum=momentum, weight_decay=weight_decay, lr_decay=lr_decay, batch_size=batch_size,
             epochs=epochs, augment=augment, checkpoint_every=checkpoint_every, seed=seed,
         )  # fmt: skip

@@ -44,6 +44,7 @@ def test_train_writes_a_checkpoint(tmp_path):
         (["--corruption", "upside-down"], "corruption 'upside-down' is not one of"),
         (["--dataset", "mnist", "--data-root", "/nonexistent/place"], "/nonexistent/place"),
         (["--objective", "split"], "n_heldout"),
+        (["--split-start", "5", "--split-stop", "2"], "split_start <= split_stop"),
         (["--lr", "-1"], "lr must be positive"),
     ],
 )

@@ -139,3 +139,26 @@ def test_docs_commands_parse_and_figures_exist():
     assert len(figures) >= 8
     for fig in figures:
         assert (docs / fig).is_file(), fig
+
+
+def test_paper_numbers_appear_beside_a_cifar10_run(tmp_path):
+    """On CIFAR-10 (here a small file in the standard batch format) results.md shows Table 1's numbers."""
+    import numpy as np
+    from test_data_formats import py2_pickle  # CIFAR-10's own format: a Python 2 pickle
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, size=(100, 3072), dtype=np.uint8),
+                 b"labels": [int(v) for v in rng.integers(0, 10, size=100)]}  # fmt: skip
+        (folder / name).write_bytes(py2_pickle(batch))
+    out = tmp_path / "out"
+    result = invoke(randomization, "--dataset", "cifar10", "--data-root", str(tmp_path / "data"), "--arch", "mlp",
+                    "--part", "regularization", "--out", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = {(r["regularizers"], r["labels"]): r for r in json.loads((out / "results.json").read_text())["regularization"]}
+    assert (rows[("none", "true")]["paper_train_pct"], rows[("none", "true")]["paper_test_pct"]) == (100.0, 50.51)
+    assert rows[("none", "random-labels")]["paper_test_pct"] == 10.61
+    assert rows[("dropout", "true")]["paper_test_pct"] is None
+    assert "| paper train % | paper test % |" in (out / "results.md").read_text()
