@@ -87,12 +87,14 @@ def protocol(scale: str, dataset: str, arch: str | None) -> Protocol:
 def regularizers(p: Protocol) -> dict[str, tuple[TrainSpec, ModelSpec]]:
     """Each explicit regularizer alone, all together, and none; dropout only where the architecture has it."""
     has_dropout = "dropout" in accepted_kwargs(p.model.arch)
-    settings = {"none": {}, "augment": {"augment": True}, "weight-decay": {"weight_decay": p.weight_decay}}
+    # Zhang et al.'s augmentation is random crops alone; flipping a digit can change its class.
+    crop = {"augment": True, "augment_flip": False}
+    settings = {"none": {}, "augment": crop, "weight-decay": {"weight_decay": p.weight_decay}}
     if has_dropout:
         settings["dropout"] = {"dropout": p.dropout}
-    settings["augment+weight-decay"] = {"augment": True, "weight_decay": p.weight_decay}
+    settings["augment+weight-decay"] = {**crop, "weight_decay": p.weight_decay}
     if has_dropout:
-        settings["all"] = {"augment": True, "weight_decay": p.weight_decay, "dropout": p.dropout}
+        settings["all"] = {**crop, "weight_decay": p.weight_decay, "dropout": p.dropout}
     out = {}
     for name, s in settings.items():
         model = p.model

@@ -85,6 +85,7 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Minibatch size; 0 = full batch.")] = 64,
     epochs: Annotated[int, typer.Option(help="Epochs.")] = 10,
     augment: Annotated[bool, typer.Option(help="Random crops and flips of images.")] = False,
+    augment_flip: Annotated[bool, typer.Option(help="With --augment, also flip images horizontally (--no-augment-flip: crops alone).")] = True,
     checkpoint_every: Annotated[int, typer.Option(help="Write a resumable checkpoint every N epochs.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of initialization, batch order and augmentation.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
@@ -105,7 +106,7 @@ def train(
             loss=loss, objective=objective, split_threshold=split_threshold, split_start=split_start,
             split_stop=split_stop, optimizer=optimizer, lr=lr,
             momentum=momentum, weight_decay=weight_decay, lr_decay=lr_decay, batch_size=batch_size,
-            epochs=epochs, augment=augment, checkpoint_every=checkpoint_every, seed=seed,
+            epochs=epochs, augment=augment, augment_flip=augment_flip, checkpoint_every=checkpoint_every, seed=seed,
         )  # fmt: skip
         result = run_training(
             model_spec, data_spec, train_spec, out, device=device, resume=resume, download=download,

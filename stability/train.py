@@ -95,8 +95,8 @@ def evaluate(model: nn.Module, split: Split, loss_name: str, *, batch_size: int 
     return {"loss": loss, "acc": acc, "acc_true": acc_true}
 
 
-def augment_images(x: Tensor, generator: torch.Generator) -> Tensor:
-    """Random crops (zero padding ``p``, shift in [-p, p] per image) and horizontal flips, batched.
+def augment_images(x: Tensor, generator: torch.Generator, *, flip: bool = True) -> Tensor:
+    """Random crops (zero padding ``p``, shift in [-p, p] per image) and, with ``flip``, horizontal flips, batched.
 
     ``x: (B, C, H, W)``; ``p = 2`` for images of side at most 8, else 4. One gather, no per-image Python.
     """
@@ -108,8 +108,9 @@ def augment_images(x: Tensor, generator: torch.Generator) -> Tensor:
     shifts = torch.randint(0, 2 * p + 1, (2, b), generator=generator, device=x.device)
     rows = shifts[0, :, None] + torch.arange(h, device=x.device)
     cols = shifts[1, :, None] + torch.arange(w, device=x.device)
-    flip = torch.rand(b, generator=generator, device=x.device) < 0.5
-    cols = torch.where(flip[:, None], cols.flip(-1), cols)
+    if flip:
+        flips = torch.rand(b, generator=generator, device=x.device) < 0.5
+        cols = torch.where(flips[:, None], cols.flip(-1), cols)
     batch = torch.arange(b, device=x.device)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]
     return out.permute(0, 3, 1, 2).contiguous()
@@ -184,7 +185,7 @@ class _Run:
         for idx in _batches(len(data.train), spec.batch_size, self.generator, self.device):
             x = data.train.x[idx]
             if spec.augment:
-                x = augment_images(x, self.generator)
+                x = augment_images(x, self.generator, flip=spec.augment_flip)
             loss = self.loss_fn(model(x), data.train.y[idx])
             if held_batches is not None:
                 hidx = next(held_batches)[: len(idx)]

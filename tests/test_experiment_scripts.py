@@ -51,6 +51,7 @@ def test_randomization_writes_every_part_from_its_runs(randomization_out):
     # Dropout reaches the model, weight decay and augmentation the training spec.
     ckpt = load_checkpoint(out / "runs" / "data=true,reg=all" / "checkpoint.pt")
     assert ckpt.model.kwargs["dropout"] == 0.5 and ckpt.training.weight_decay == 5e-4 and ckpt.training.augment
+    assert not ckpt.training.augment_flip  # random crops alone, as Zhang et al.
     regs = {(r["regularizers"], r["labels"]) for r in res["regularization"]}
     assert ("weight-decay", "random-labels") in regs and len(regs) == 12
     for fig in ("learning_curves.png", "label_corruption.png"):

@@ -136,6 +136,16 @@ def test_augmentation_matches_a_per_image_reference():
     assert not torch.equal(out, x)
 
 
+def test_crop_only_augmentation_shifts_without_flipping():
+    x = torch.randn(64, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    out = augment_images(x, torch.Generator().manual_seed(3), flip=False)
+    shifts = torch.randint(0, 5, (2, 64), generator=torch.Generator().manual_seed(3))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(64):
+        r, c = shifts[0, i].item(), shifts[1, i].item()
+        assert torch.equal(out[i], padded[i, :, r : r + 8, c : c + 8])
+
+
 def test_learning_rate_decays_per_epoch(tmp_path):
     rows = train(MLP, DIGITS, TrainSpec(epochs=3, lr=0.1, lr_decay=0.5), tmp_path).history
     assert [r["lr"] for r in rows] == pytest.approx([0.1, 0.1, 0.05, 0.025])  # the rate each epoch used
