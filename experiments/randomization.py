@@ -26,7 +26,7 @@ from typing import Optional
 import typer
 
 from stability.experiment import (
-    DataRoot, Dataset, Device, Invocation, Out, RunResult, RunSpec, Smoke, Sweep, default_device,
+    DataRoot, Dataset, Device, Invocation, Out, RunResult, RunSpec, Seed, Smoke, Sweep, default_device,
     describe_training, first_epoch, markdown_table, run_name, script_errors,
 )  # fmt: skip
 from stability.figures import Panel, curves
@@ -237,12 +237,13 @@ def main(
     parts: list[str] = typer.Option(list(PARTS), "--part", help=f"Which parts to run (repeat): {', '.join(PARTS)}."),
     out: Out = None,
     device: Device = default_device(),
+    seed: Seed = 0,
 ) -> None:
     """Run the randomization tests, the label-corruption sweep and the regularization table."""
     with script_errors():
         inv = Invocation.resolve("randomization", quick=quick, smoke=smoke, dataset=dataset, parts=parts, known=PARTS,
-                                 out=out, device=device)
-        p = protocol(inv.scale, inv.dataset, arch)
+                                 out=out, device=device, seed=seed)
+        p = inv.protocol(protocol(inv.scale, inv.dataset, arch))
         if epochs is not None:
             p = dataclasses.replace(p, training=dataclasses.replace(p.training, epochs=epochs))
         done = Sweep(inv.out, device=device, data_root=data_root).run_all(plan(p, inv.parts))

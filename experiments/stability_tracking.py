@@ -29,7 +29,7 @@ import typer
 from stability.data import DataBundle
 from stability.dynamics import StabilityTracker
 from stability.experiment import (
-    DataRoot, Dataset, Device, Invocation, Out, RunResult, RunSpec, Smoke, Sweep, default_device,
+    DataRoot, Dataset, Device, Invocation, Out, RunResult, RunSpec, Seed, Smoke, Sweep, default_device,
     describe_training, first_epoch, markdown_table, run_name, script_errors,
 )  # fmt: skip
 from stability.figures import Panel, curves
@@ -204,12 +204,13 @@ def main(
     parts: list[str] = typer.Option(list(PARTS), "--part", help=f"Which parts to run (repeat): {', '.join(PARTS)}."),
     out: Out = None,
     device: Device = default_device(),
+    seed: Seed = 0,
 ) -> None:
     """Track sharpness, trace and input sensitivity through training runs that generalize and that memorize."""
     with script_errors():
         inv = Invocation.resolve("stability_tracking", quick=quick, smoke=smoke, dataset=dataset, parts=parts, known=PARTS,
-                                 out=out, device=device)
-        p = protocol(inv.scale, inv.dataset, arch)
+                                 out=out, device=device, seed=seed)
+        p = inv.protocol(protocol(inv.scale, inv.dataset, arch))
         if epochs is not None:
             p = dataclasses.replace(p, gd=dataclasses.replace(p.gd, epochs=epochs))
         groups = plan(p, inv.parts)

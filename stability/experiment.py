@@ -294,9 +294,21 @@ def pick_scale(quick: bool, smoke: bool) -> str:
     return "smoke" if smoke else "quick" if quick else "full"
 
 
-def default_out(script: str, scale: str, dataset: str) -> Path:
-    """``runs/SCRIPT/SCALE-DATASET``: reruns of the same command land in (and resume) the same folder."""
-    return Path("runs") / script / f"{scale}-{dataset}"
+def default_out(script: str, scale: str, dataset: str, seed: int = 0) -> Path:
+    """``runs/SCRIPT/SCALE-DATASET`` (``-seedN`` for seed N > 0): reruns of the same command land in (and
+    resume) the same folder."""
+    return Path("runs") / script / (f"{scale}-{dataset}" + (f"-seed{seed}" if seed else ""))
+
+
+def with_seed(protocol: Any, seed: int) -> Any:
+    """The protocol with every data and training spec in it seeded by ``seed`` (subsets, corruptions, noise,
+    initialization, batch order)."""
+    changes = {
+        f.name: dataclasses.replace(value, seed=seed)
+        for f in dataclasses.fields(protocol)
+        if isinstance(value := getattr(protocol, f.name), (DataSpec, TrainSpec))
+    }
+    return dataclasses.replace(protocol, **changes)
 
 
 def protocol_section(title: str, settings: Mapping[str, Any], *, wall_seconds: float, device: str) -> str:
@@ -338,21 +350,29 @@ class Invocation:
     parts: tuple[str, ...]
     out: Path
     device: str
+    seed: int = 0
     started: float = field(default_factory=time.perf_counter)
 
     @classmethod
     def resolve(
         cls, script: str, *, quick: bool, smoke: bool, dataset: str | None, parts: Sequence[str],
-        known: Sequence[str], out: Path | None, device: str,
+        known: Sequence[str], out: Path | None, device: str, seed: int = 0,
     ) -> Invocation:  # fmt: skip
         """Defaults: digits for ``--quick``/``--smoke``, CIFAR-10 at full scale; ``runs/SCRIPT/SCALE-DATASET``."""
+        if seed < 0:
+            raise BadInputError(f"--seed must be non-negative, got {seed}")
         scale = pick_scale(quick, smoke)
         dataset = dataset or ("cifar10" if scale == "full" else "digits")
         bad = sorted(set(parts) - set(known))
         if bad:
             raise BadInputError(f"unknown part(s) {', '.join(bad)}; choose from {', '.join(known)}")
         chosen = tuple(x for x in known if x in parts)
-        return cls(script, scale, dataset, chosen, Path(out) if out else default_out(script, scale, dataset), device)
+        out = Path(out) if out else default_out(script, scale, dataset, seed)
+        return cls(script, scale, dataset, chosen, out, device, seed)
+
+    def protocol(self, protocol: Any) -> Any:
+        """``protocol`` under this invocation's seed."""
+        return with_seed(protocol, self.seed)
 
     def finish(
         self, title: str, protocol: Any, runs: Mapping[str, RunResult], results: Mapping[str, Any], markdown: str,
@@ -361,10 +381,11 @@ class Invocation:
         """Write ``results.json`` (the protocol, the parts, the numbers) and ``results.md`` (a protocol table, then
         ``markdown``)."""
         wall = time.perf_counter() - self.started
-        settings = {"scale": self.scale, "dataset": self.dataset, **settings, "runs": len(runs),
+        settings = {"scale": self.scale, "dataset": self.dataset, "seed": self.seed, **settings, "runs": len(runs),
                     "training seconds (all runs)": f"{sum(r.final['seconds'] for r in runs.values()):.0f}"}  # fmt: skip
         head = protocol_section(title, settings, wall_seconds=wall, device=self.device)
-        payload = {"experiment": self.script, "scale": self.scale, "dataset": self.dataset, "parts": list(self.parts),
+        payload = {"experiment": self.script, "scale": self.scale, "dataset": self.dataset, "seed": self.seed,
+                   "parts": list(self.parts),
                    "protocol": plain(protocol), "wall_seconds": wall, **results}  # fmt: skip
         return write_results(self.out, payload, head + markdown)
 
@@ -386,3 +407,4 @@ Dataset = Annotated[Optional[str], typer.Option(  # noqa: UP045 (Typer reads the
 DataRoot = Annotated[Optional[Path], typer.Option(help="Folder holding on-disk datasets (see docs/data.md).")]  # noqa: UP045
 Out = Annotated[Optional[Path], typer.Option(help="Output folder (default runs/SCRIPT/SCALE-DATASET).")]  # noqa: UP045
 Device = Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda (default: cuda when available).")]
+Seed = Annotated[int, typer.Option(help="Seed of every run's data and training (default folder gets -seedN).")]

@@ -156,7 +156,7 @@ class TrainSpec(_Spec):
         lr: learning rate at epoch 0; multiplied by ``lr_decay`` after every epoch.
         batch_size: minibatch size; ``0`` means full batch (gradient descent).
         augment: random crops (padding 2 for 8x8 inputs, 4 otherwise) and horizontal flips of images.
-        augment_flip: whether ``augment`` flips; ``False`` is crops alone (Zhang et al.'s "random crop").
+        augment_flip: whether ``augment`` flips; ``False`` is crops alone (the random-crop augmentation of Zhang et al.).
         checkpoint_every: write a resumable checkpoint every this many epochs (and always at the end).
         seed: seeds initialization, batch order, augmentation; with the data seed the run is reproducible.
     """

@@ -163,3 +163,19 @@ def test_paper_numbers_appear_beside_a_cifar10_run(tmp_path):
     assert rows[("none", "random-labels")]["paper_test_pct"] == 10.61
     assert rows[("dropout", "true")]["paper_test_pct"] is None
     assert "| paper train % | paper test % |" in (out / "results.md").read_text()
+
+
+def test_seed_reseeds_every_spec_and_gets_its_own_folder(tmp_path):
+    from stability.experiment import default_out, with_seed
+
+    p = with_seed(stability_tracking.protocol("quick", "digits", None), 3)
+    assert p.data.seed == p.gd.seed == p.adam.seed == 3 and p.lrs == (0.01, 0.02, 0.04, 0.06)
+    assert default_out("memorize", "quick", "digits", 3).name == "quick-digits-seed3"
+    assert default_out("memorize", "quick", "digits", 0).name == "quick-digits"
+    result = invoke(memorize, "--out", str(tmp_path), "--part", "splitting", "--seed", "2")
+    assert result.exit_code == 0, result.output
+    ckpt = load_checkpoint(tmp_path / "runs" / "objective=split" / "checkpoint.pt")
+    assert ckpt.data.seed == 2 and ckpt.training.seed == 2
+    assert json.loads((tmp_path / "results.json").read_text())["seed"] == 2
+    result = invoke(memorize, "--out", str(tmp_path), "--seed", "-1")
+    assert result.exit_code == 2 and "--seed must be non-negative" in result.output
