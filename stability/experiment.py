@@ -25,13 +25,15 @@ import torch
 import typer
 from rich.console import Console
 
-from .checkpoint import atomic_write, load_checkpoint
+from .checkpoint import Checkpoint, atomic_write, load_checkpoint
 from .data import DataBundle, load_data
 from .dynamics import StabilityTracker
 from .errors import BadInputError, StabilityError
 from .report import json_safe
 from .specs import DataSpec, ModelSpec, TrainSpec
-from .train import CHECKPOINT, METRICS, read_metrics, train
+from .train import (
+    CHECKPOINT, METRICS, append_jsonl, checkpoint_settings, cut_jsonl, read_jsonl, read_metrics, run_settings, train,
+)  # fmt: skip
 
 TRACKING = "tracking.jsonl"
 RESULTS_JSON = "results.json"
@@ -144,20 +146,16 @@ class Sweep:
     def run(self, spec: RunSpec, *, index: int = 1, total: int = 1) -> RunResult:
         out = self.run_dir(spec)
         ckpt = load_checkpoint(out / CHECKPOINT) if (out / CHECKPOINT).exists() else None
-        if ckpt is not None:
-            # Refuse before anything in the folder is touched.
-            if not _same_settings(ckpt, spec):
-                raise BadInputError(
-                    f"{out} holds a run with different settings; remove it or choose another --out to start anew"
-                )
-            finished = ckpt.resume is None and ckpt.epoch == spec.training.epochs
-            if finished and spec.track is not None and not (out / TRACKING).exists():
+        # Refuse before anything in the folder is touched.
+        if ckpt is not None and checkpoint_settings(ckpt) != _settings(spec):
+            raise BadInputError(f"{out} holds a run with different settings; remove it or choose another --out to start anew")
+        if ckpt is not None and _finished(ckpt, spec):
+            if spec.track is not None and not (out / TRACKING).exists():
                 raise BadInputError(
                     f"{out} holds a finished run whose {TRACKING} is missing and cannot be rebuilt; remove the folder to retrain it"
                 )
-            if finished:
-                self.console.print(f"[dim]{index}/{total} {spec.name}: complete, skipped[/]")
-                return RunResult(spec, out, read_metrics(out / METRICS), _read_tracking(out, None), skipped=True)
+            self.console.print(f"[dim]{index}/{total} {spec.name}: complete, skipped[/]")
+            return _result(spec, out, skipped=True)
         self.console.print(f"[bold]{index}/{total} {spec.name}[/]")
         data = self._bundle(spec.data)
         on_epoch = None
@@ -167,7 +165,7 @@ class Sweep:
             spec.model, spec.data, spec.training, out, device=self.device, resume=ckpt is not None, data=data,
             progress=self.progress, on_epoch=on_epoch,
         )  # fmt: skip
-        return RunResult(spec, out, read_metrics(out / METRICS), _read_tracking(out, None), skipped=False)
+        return _result(spec, out, skipped=False)
 
     def _bundle(self, spec: DataSpec) -> DataBundle:
         if self._data is None or self._data[0] != spec.identity:
@@ -183,17 +181,21 @@ def is_complete(out: Path, spec: RunSpec) -> bool:
     if not path.exists():
         return False
     ckpt = load_checkpoint(path)
-    done = _same_settings(ckpt, spec) and ckpt.resume is None and ckpt.epoch == spec.training.epochs
+    done = checkpoint_settings(ckpt) == _settings(spec) and _finished(ckpt, spec)
     return done and (spec.track is None or (out / TRACKING).exists())
 
 
-def _same_settings(ckpt: Any, spec: RunSpec) -> bool:
-    return (
-        ckpt.model.to_dict() == spec.model.to_dict()
-        and ckpt.data.identity == spec.data.identity
-        and ckpt.training is not None
-        and ckpt.training.to_dict() == spec.training.to_dict()
-    )
+def _settings(spec: RunSpec) -> dict[str, Any]:
+    return run_settings(spec.model, spec.data, spec.training)
+
+
+def _finished(ckpt: Checkpoint, spec: RunSpec) -> bool:
+    """A final checkpoint (no optimizer state kept) after all of the run's epochs."""
+    return ckpt.resume is None and ckpt.epoch == spec.training.epochs
+
+
+def _result(spec: RunSpec, out: Path, *, skipped: bool) -> RunResult:
+    return RunResult(spec, out, read_metrics(out / METRICS), read_jsonl(out / TRACKING), skipped=skipped)
 
 
 def _tracking_callback(
@@ -202,10 +204,8 @@ def _tracking_callback(
     """Measure with the run's tracker every ``track_every`` epochs and at the last, appending to tracking.jsonl."""
     tracker = spec.track(data)  # type: ignore[misc]
     path = out / TRACKING
-    kept = _read_tracking(out, keep_upto) if keep_upto >= 0 else []
-    text = "".join(json.dumps(r) + "\n" for r in kept)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda fh: fh.write(text.encode()))
+    cut_jsonl(path, keep_upto)  # keep_upto = -1 (a fresh run) empties the file
     last = spec.training.epochs
 
     def on_epoch(row: dict[str, float], model: torch.nn.Module) -> None:
@@ -213,34 +213,10 @@ def _tracking_callback(
         if epoch % spec.track_every and epoch != last:
             return
         record = tracker.measure(int(row["step"]), model)
-        record = {"epoch": epoch, **{k: _plain(v) for k, v in record.items()}}
-        with open(path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        tensors = {k: v.tolist() for k, v in record.items() if isinstance(v, torch.Tensor)}
+        append_jsonl(path, json_safe({"epoch": epoch, **record, **tensors}))
 
     return on_epoch
-
-
-def _read_tracking(out: Path, upto: int | None) -> list[dict[str, Any]]:
-    path = out / TRACKING
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            break  # a line cut short by an interruption
-        if upto is None or row["epoch"] <= upto:
-            rows.append(row)
-    return rows
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def first_epoch(

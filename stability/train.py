@@ -252,6 +252,17 @@ class _Run:
             self.seconds = float(ckpt.resume["seconds"])
 
 
+def run_settings(model_spec: ModelSpec, data_spec: DataSpec, train_spec: TrainSpec) -> dict[str, Any]:
+    """What makes two runs the same run (``config.json``): the specs, less where the data are stored."""
+    return {"model": model_spec.to_dict(), "data": data_spec.identity, "training": train_spec.to_dict()}
+
+
+def checkpoint_settings(ckpt: Checkpoint) -> dict[str, Any]:
+    """:func:`run_settings` of the run that wrote ``ckpt``."""
+    return {"model": ckpt.model.to_dict(), "data": ckpt.data.identity,
+            "training": ckpt.training.to_dict() if ckpt.training else None}  # fmt: skip
+
+
 def train(
     model_spec: ModelSpec,
     data_spec: DataSpec,
@@ -281,15 +292,14 @@ def train(
     """
     out = Path(out_dir)
     device = torch.device(device)
-    config = {"model": model_spec.to_dict(), "data": data_spec.identity, "training": train_spec.to_dict()}
+    config = run_settings(model_spec, data_spec, train_spec)
     ckpt_path = out / CHECKPOINT
     existing = None
     if ckpt_path.exists():
         if not resume:
             raise BadInputError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         existing = load_checkpoint(ckpt_path)
-        saved = {"model": existing.model.to_dict(), "data": existing.data.identity,
-                 "training": existing.training.to_dict() if existing.training else None}  # fmt: skip
+        saved = checkpoint_settings(existing)
         if saved != config:
             changed = sorted(k for k in config if saved.get(k) != config[k])
             raise BadInputError(
@@ -338,33 +348,54 @@ def _clean(row: dict[str, float]) -> dict[str, Any]:
 
 
 def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
-    text = "".join(json.dumps(_clean(r)) + "\n" for r in rows)
-    atomic_write(path, lambda fh: fh.write(text.encode()))
+    write_jsonl(path, [_clean(r) for r in rows])
 
 
 def _append_history(path: Path, row: dict[str, float]) -> None:
-    with open(path, "a") as fh:
-        fh.write(json.dumps(_clean(row)) + "\n")
+    append_jsonl(path, _clean(row))
 
 
 def _read_history(path: Path, upto: int) -> list[dict[str, float]]:
     """Rows for epochs 0..upto; later rows (written after the last checkpoint) are dropped from the file."""
-    rows = []
+    rows = cut_jsonl(path, upto)
+    return [{k: (math.nan if v is None else v) for k, v in row.items()} for row in rows]
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a ``metrics.jsonl`` file (``None`` where a metric does not apply)."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def read_jsonl(path: Path, upto: int | None = None) -> list[dict[str, Any]]:
+    """The rows of a per-epoch JSON-lines file, up to epoch ``upto`` (all if ``None``), stopping at a line an
+    interruption cut short; ``[]`` if there is no file."""
+    rows: list[dict[str, Any]] = []
     if path.exists():
         for line in path.read_text().splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 break  # a line cut short by the interruption
-            if row.get("epoch", math.inf) <= upto:
-                rows.append({k: (math.nan if v is None else v) for k, v in row.items()})
-    _write_history(path, rows)
+            if upto is None or row.get("epoch", math.inf) <= upto:
+                rows.append(row)
     return rows
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a ``metrics.jsonl`` file (``None`` where a metric does not apply)."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+def cut_jsonl(path: Path, upto: int) -> list[dict[str, Any]]:
+    """Keep only the rows up to epoch ``upto`` (those a resumed run will not write again), in the file too."""
+    rows = read_jsonl(path, upto)
+    write_jsonl(path, rows)
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    with open(path, "a") as fh:
+        fh.write(json.dumps(row) + "\n")
 
 
 class _progress:
