@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from .experiment import first_epoch
 from .specs import DataSpec, ModelSpec, TrainSpec
 from .train import TrainResult, train
 
@@ -74,5 +75,5 @@ def summary_table(results: dict[str, TrainResult]) -> Table:
 
 
 def _first_epoch(result: TrainResult, level: float) -> str:
-    hit = next((row["epoch"] for row in result.history if row["train_acc"] >= level), None)
-    return "not reached" if hit is None else f"{hit:.0f}"
+    hit = first_epoch(result.history, "train_acc", level)
+    return "not reached" if hit is None else str(hit)
