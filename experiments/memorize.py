@@ -23,14 +23,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
-import typer
-
-from stability.experiment import (
-    DataRoot, Dataset, Device, Invocation, Out, RunResult, RunSpec, Seed, Smoke, Sweep, default_device,
-    describe_training, first_epoch, markdown_table, run_name, script_errors,
-)  # fmt: skip
+from stability.experiment import RunResult, RunSpec, first_epoch, run_name
+from stability.experiment_cli import Experiment, describe_training, experiment_app, markdown_table
 from stability.figures import Panel, curves
 from stability.specs import DataSpec, ModelSpec, TrainSpec
 
@@ -211,37 +206,18 @@ def _accuracy_panel(r: RunResult, title: str, chance: float) -> Panel:
 
 
 
-app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
-
-
-@app.command()
-def main(
-    quick: bool = typer.Option(False, "--quick", help="Digits on a CPU in minutes: MLP 1x512, Adam 1e-3, 300 epochs."),
-    smoke: Smoke = False,
-    dataset: Dataset = None,
-    data_root: DataRoot = None,
-    arch: Optional[str] = typer.Option(None, help="Architecture (default: mlp for --quick, convnet at full scale)."),
-    epochs: Optional[int] = typer.Option(None, min=2, help="Override the scale's epochs per run (Badger: 5000)."),
-    parts: list[str] = typer.Option(list(PARTS), "--part", help=f"Which parts to run (repeat): {', '.join(PARTS)}."),
-    out: Out = None,
-    device: Device = default_device(),
-    seed: Seed = 0,
-) -> None:
-    """Run gradient splitting, objective switching, the noise sweep and the dataset-size sweep."""
-    with script_errors():
-        inv = Invocation.resolve("memorize", quick=quick, smoke=smoke, dataset=dataset, parts=parts, known=PARTS,
-                                 out=out, device=device, seed=seed)
-        p = inv.protocol(protocol(inv.scale, inv.dataset, arch))
-        if epochs is not None:
-            p = dataclasses.replace(p, training=dataclasses.replace(p.training, epochs=epochs))
-        groups = plan(p, inv.parts)
-        runs, done = Sweep(inv.out, device=device, data_root=data_root).run_groups(groups)
-        results, md = summarize(p, runs, inv.out)
-        _, md_path = inv.finish("Memorization by gradient splitting (Badger 2022)", p, done, results, md, {
-            "model": f"{p.model.arch} {p.model.kwargs}", "training": describe_training(p.training),
-            "train / held-out samples": f"{p.data.n_train} / {p.data.n_heldout}"})
-    typer.echo(f"wrote {md_path} and {md_path.with_suffix('.json')}")
-
+EXPERIMENT = Experiment(
+    "memorize", "Memorization by gradient splitting (Badger 2022)", PARTS, protocol, plan, summarize,
+    settings=lambda p: {"model": f"{p.model.arch} {p.model.kwargs}", "training": describe_training(p.training),
+                        "train / held-out samples": f"{p.data.n_train} / {p.data.n_heldout}"},
+)
+app = experiment_app(
+    EXPERIMENT, help=__doc__.split("\n\n")[0],
+    command_help="Run gradient splitting, objective switching, the noise sweep and the dataset-size sweep.",
+    quick_help="Digits on a CPU in minutes: MLP 1x512, Adam 1e-3, 300 epochs.",
+    arch_help="Architecture (default: mlp for --quick, convnet at full scale).",
+    epochs_help="Override the scale's epochs per run (Badger: 5000).", epochs_min=2,
+)
 
 if __name__ == "__main__":
     app()

@@ -21,14 +21,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
-import typer
-
-from stability.experiment import (
-    DataRoot, Dataset, Device, Invocation, Out, RunResult, RunSpec, Seed, Smoke, Sweep, default_device,
-    describe_training, first_epoch, markdown_table, run_name, script_errors,
-)  # fmt: skip
+from stability.experiment import RunResult, RunSpec, first_epoch, run_name
+from stability.experiment_cli import Experiment, describe_training, experiment_app, markdown_table
 from stability.figures import Panel, curves
 from stability.models import accepted_kwargs
 from stability.specs import DataSpec, ModelSpec, TrainSpec
@@ -127,31 +122,31 @@ def name_of(data: DataSpec, reg: str = "none") -> str:
     return run_name(**settings)
 
 
-def plan(p: Protocol, parts: tuple[str, ...]) -> list[RunSpec]:
-    specs: dict[str, RunSpec] = {}
+def plan(p: Protocol, parts: tuple[str, ...]) -> dict[str, list[RunSpec]]:
+    """The runs of each part; a run that serves several parts (true labels, p = 0, no regularizer) is one name."""
 
-    def add(data: DataSpec, training: TrainSpec, model: ModelSpec, reg: str = "none") -> None:
-        name = name_of(data, reg)
-        specs.setdefault(name, RunSpec(name, model, data, training, labels={"reg": reg}))
+    def run(data: DataSpec, training: TrainSpec = p.training, model: ModelSpec = p.model, reg: str = "none") -> RunSpec:
+        return RunSpec(name_of(data, reg), model, data, training, labels={"reg": reg})
 
+    groups: dict[str, list[RunSpec]] = {}
     if "tests" in parts:
-        for test in TESTS:
-            add(corrupted(p, test, p.partial_p), p.training, p.model)
+        groups["tests"] = [run(corrupted(p, test, p.partial_p)) for test in TESTS]
     if "corruption" in parts:
-        for prob in p.ps:
-            add(label_spec(p, prob), p.training, p.model)
+        groups["corruption"] = [run(label_spec(p, prob)) for prob in p.ps]
     if "regularization" in parts:
-        for reg, (training, model) in regularizers(p).items():
-            for labels in ("true", "random-labels"):
-                add(corrupted(p, labels), training, model, reg)
-    return list(specs.values())
+        groups["regularization"] = [
+            run(corrupted(p, labels), training, model, reg)
+            for reg, (training, model) in regularizers(p).items() for labels in ("true", "random-labels")
+        ]  # fmt: skip
+    return groups
 
 
-def summarize(p: Protocol, runs: dict[str, RunResult], parts: tuple[str, ...], out: Path) -> tuple[dict, str]:
+def summarize(p: Protocol, groups: dict[str, list[RunResult]], out: Path) -> tuple[dict, str]:
+    runs = {r.spec.name: r for part in groups.values() for r in part}
     results: dict = {}
     md = ""
     steps_true = first_epoch(runs[name_of(corrupted(p, "true"))].history, "train_acc", p.fit_level, at="step")
-    if "tests" in parts:
+    if "tests" in groups:
         rows = []
         by_step = {test: runs[name_of(corrupted(p, test, p.partial_p))] for test in TESTS}
         for test, r in by_step.items():
@@ -174,7 +169,7 @@ def summarize(p: Protocol, runs: dict[str, RunResult], parts: tuple[str, ...], o
             ["test", "train acc", "test acc", "final train loss", "steps to fit", "x true labels"],
             [[r["test"], r["train_acc"], r["test_acc"], r["final_train_loss"], r["steps_to_fit"], r["slowdown"]] for r in rows],
         )  # fmt: skip
-    if "corruption" in parts:
+    if "corruption" in groups:
         rows = []
         for prob in p.ps:
             r = runs[name_of(label_spec(p, prob))]
@@ -197,7 +192,7 @@ def summarize(p: Protocol, runs: dict[str, RunResult], parts: tuple[str, ...], o
             ["p", "steps to fit", "x true labels", "final train acc", "test error"],
             [[r["p"], r["steps_to_fit"], r["slowdown"], r["train_acc"], r["test_error"]] for r in rows],
         )  # fmt: skip
-    if "regularization" in parts:
+    if "regularization" in groups:
         rows = []
         on_cifar10 = p.data.dataset == "cifar10"
         for reg in regularizers(p):
@@ -223,35 +218,17 @@ def summarize(p: Protocol, runs: dict[str, RunResult], parts: tuple[str, ...], o
 
 
 
-app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
-
-
-@app.command()
-def main(
-    quick: bool = typer.Option(False, "--quick", help="Digits on a CPU in minutes: MLP 1x512, SGD lr 0.05, 150 epochs."),
-    smoke: Smoke = False,
-    dataset: Dataset = None,
-    data_root: DataRoot = None,
-    arch: Optional[str] = typer.Option(None, help="Architecture (default: mlp for --quick, small-inception at full scale)."),
-    epochs: Optional[int] = typer.Option(None, min=1, help="Override the scale's epochs per run."),
-    parts: list[str] = typer.Option(list(PARTS), "--part", help=f"Which parts to run (repeat): {', '.join(PARTS)}."),
-    out: Out = None,
-    device: Device = default_device(),
-    seed: Seed = 0,
-) -> None:
-    """Run the randomization tests, the label-corruption sweep and the regularization table."""
-    with script_errors():
-        inv = Invocation.resolve("randomization", quick=quick, smoke=smoke, dataset=dataset, parts=parts, known=PARTS,
-                                 out=out, device=device, seed=seed)
-        p = inv.protocol(protocol(inv.scale, inv.dataset, arch))
-        if epochs is not None:
-            p = dataclasses.replace(p, training=dataclasses.replace(p.training, epochs=epochs))
-        done = Sweep(inv.out, device=device, data_root=data_root).run_all(plan(p, inv.parts))
-        results, md = summarize(p, done, inv.parts, inv.out)
-        _, md_path = inv.finish("Randomization tests (Zhang et al. 2017)", p, done, results, md, {"model": f"{p.model.arch} {p.model.kwargs}",
-                                                                    "training": describe_training(p.training)})
-    typer.echo(f"wrote {md_path} and {md_path.with_suffix('.json')}")
-
+EXPERIMENT = Experiment(
+    "randomization", "Randomization tests (Zhang et al. 2017)", PARTS, protocol, plan, summarize,
+    settings=lambda p: {"model": f"{p.model.arch} {p.model.kwargs}", "training": describe_training(p.training)},
+)
+app = experiment_app(
+    EXPERIMENT, help=__doc__.split("\n\n")[0],
+    command_help="Run the randomization tests, the label-corruption sweep and the regularization table.",
+    quick_help="Digits on a CPU in minutes: MLP 1x512, SGD lr 0.05, 150 epochs.",
+    arch_help="Architecture (default: mlp for --quick, small-inception at full scale).",
+    epochs_help="Override the scale's epochs per run.",
+)
 
 if __name__ == "__main__":
     app()

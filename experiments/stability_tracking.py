@@ -22,16 +22,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
-
-import typer
 
 from stability.data import DataBundle
 from stability.dynamics import StabilityTracker
-from stability.experiment import (
-    DataRoot, Dataset, Device, Invocation, Out, RunResult, RunSpec, Seed, Smoke, Sweep, default_device,
-    describe_training, first_epoch, markdown_table, run_name, script_errors,
-)  # fmt: skip
+from stability.experiment import RunResult, RunSpec, first_epoch, run_name
+from stability.experiment_cli import Experiment, describe_training, experiment_app, markdown_table
 from stability.figures import Panel, curves
 from stability.sensitivity import jacobian_frobenius
 from stability.specs import DataSpec, ModelSpec, TrainSpec
@@ -190,38 +185,20 @@ def summarize(p: Protocol, groups: dict[str, list[RunResult]], out: Path) -> tup
     return results, md
 
 
-app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
-
-
-@app.command()
-def main(
-    quick: bool = typer.Option(False, "--quick", help="Digits on a CPU in minutes: tanh MLP 1x256, 500 samples."),
-    smoke: Smoke = False,
-    dataset: Dataset = None,
-    data_root: DataRoot = None,
-    arch: Optional[str] = typer.Option(None, help="Architecture (default: a tanh MLP)."),
-    epochs: Optional[int] = typer.Option(None, min=1, help="Override the scale's gradient-descent epochs (steps)."),
-    parts: list[str] = typer.Option(list(PARTS), "--part", help=f"Which parts to run (repeat): {', '.join(PARTS)}."),
-    out: Out = None,
-    device: Device = default_device(),
-    seed: Seed = 0,
-) -> None:
-    """Track sharpness, trace and input sensitivity through training runs that generalize and that memorize."""
-    with script_errors():
-        inv = Invocation.resolve("stability_tracking", quick=quick, smoke=smoke, dataset=dataset, parts=parts, known=PARTS,
-                                 out=out, device=device, seed=seed)
-        p = inv.protocol(protocol(inv.scale, inv.dataset, arch))
-        if epochs is not None:
-            p = dataclasses.replace(p, gd=dataclasses.replace(p.gd, epochs=epochs))
-        groups = plan(p, inv.parts)
-        runs, done = Sweep(inv.out, device=device, data_root=data_root).run_groups(groups)
-        results, md = summarize(p, runs, inv.out)
-        _, md_path = inv.finish("Stability tracked through training", p, done, results, md, {
-            "model": f"{p.model.arch} {p.model.kwargs}",
-            "gradient descent": describe_training(p.gd) + f", eta in {list(p.lrs)}",
-            "splitting part": describe_training(p.adam)})
-    typer.echo(f"wrote {md_path} and {md_path.with_suffix('.json')}")
-
+EXPERIMENT = Experiment(
+    "stability_tracking", "Stability tracked through training", PARTS, protocol, plan, summarize,
+    settings=lambda p: {"model": f"{p.model.arch} {p.model.kwargs}",
+                        "gradient descent": describe_training(p.gd) + f", eta in {list(p.lrs)}",
+                        "splitting part": describe_training(p.adam)},
+    epochs_of="gd",
+)
+app = experiment_app(
+    EXPERIMENT, help=__doc__.split("\n\n")[0],
+    command_help="Track sharpness, trace and input sensitivity through training runs that generalize and that memorize.",
+    quick_help="Digits on a CPU in minutes: tanh MLP 1x256, 500 samples.",
+    arch_help="Architecture (default: a tanh MLP).",
+    epochs_help="Override the scale's gradient-descent epochs (steps).",
+)
 
 if __name__ == "__main__":
     app()

@@ -5,7 +5,8 @@ An experiment is a list of :class:`RunSpec` (three specs and a name derived from
 reads), skipping runs whose checkpoint is final and resuming interrupted ones from their last checkpoint.
 A run may carry a :class:`~stability.dynamics.StabilityTracker`; its records go to ``tracking.jsonl`` next
 to ``metrics.jsonl`` and, like the metrics, are cut back to the checkpoint's epoch on resume.
-:func:`write_results` writes ``results.json`` and ``results.md`` atomically.
+What a script does around a sweep (its command line, ``results.json``/``results.md``) is in
+:mod:`stability.experiment_cli`.
 """
 
 from __future__ import annotations
@@ -14,21 +15,18 @@ import dataclasses
 import json
 import math
 import re
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Any
 
 import torch
-import typer
 from rich.console import Console
 
-from .checkpoint import Checkpoint, atomic_write, load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint
 from .data import DataBundle, load_data
 from .dynamics import StabilityTracker
-from .errors import BadInputError, StabilityError
+from .errors import BadInputError
 from .report import json_safe
 from .specs import DataSpec, ModelSpec, TrainSpec
 from .train import (
@@ -36,8 +34,6 @@ from .train import (
 )  # fmt: skip
 
 TRACKING = "tracking.jsonl"
-RESULTS_JSON = "results.json"
-RESULTS_MD = "results.md"
 
 TrackerFactory = Callable[[DataBundle], StabilityTracker]
 
@@ -129,7 +125,11 @@ class Sweep:
     def run_groups(self, groups: Mapping[str, Sequence[RunSpec]]) -> tuple[dict[str, list[RunResult]], dict[str, RunResult]]:
         """Train the runs of every group; a run in several groups (same name) is trained once and returned in
         each with that group's own spec (its labels). Returns the groups' results and the unique runs."""
-        unique = {s.name: s for specs in groups.values() for s in specs}
+        unique: dict[str, RunSpec] = {}
+        for spec in (s for specs in groups.values() for s in specs):
+            first = unique.setdefault(spec.name, spec)
+            if _settings(first) != _settings(spec):
+                raise ValueError(f"two different runs are both named {spec.name!r}")
         done = self.run_all(list(unique.values()))
         results = {k: [dataclasses.replace(done[s.name], spec=s) for s in specs] for k, specs in groups.items()}
         return results, done
@@ -229,158 +229,3 @@ def first_epoch(
         if value is not None and (value < level if below else value >= level):
             return int(row[at])
     return None
-
-
-def write_results(out: str | Path, results: Mapping[str, Any], markdown: str) -> tuple[Path, Path]:
-    """Write ``results.json`` (non-finite floats as ``null``) and ``results.md``, each atomically."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(json_safe(results), indent=2) + "\n"
-    atomic_write(out / RESULTS_JSON, lambda fh: fh.write(text.encode()))
-    atomic_write(out / RESULTS_MD, lambda fh: fh.write(markdown.encode()))
-    return out / RESULTS_JSON, out / RESULTS_MD
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A GitHub markdown table; floats shown with 3 decimals, ``None`` as an em dash."""
-
-    def cell(v: Any) -> str:
-        if v is None:
-            return "—"
-        if isinstance(v, float):
-            return f"{v:.3f}" if math.isfinite(v) else "—"
-        return str(v)
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n\n"
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-SCALES = ("smoke", "quick", "full")
-
-
-def pick_scale(quick: bool, smoke: bool) -> str:
-    """``--smoke`` (seconds, what the tests run), ``--quick`` (digits on a laptop CPU), else ``full``."""
-    if quick and smoke:
-        raise BadInputError("--quick and --smoke exclude each other; pass one")
-    return "smoke" if smoke else "quick" if quick else "full"
-
-
-def default_out(script: str, scale: str, dataset: str, seed: int = 0) -> Path:
-    """``runs/SCRIPT/SCALE-DATASET`` (``-seedN`` for seed N > 0): reruns of the same command land in (and
-    resume) the same folder."""
-    return Path("runs") / script / (f"{scale}-{dataset}" + (f"-seed{seed}" if seed else ""))
-
-
-def with_seed(protocol: Any, seed: int) -> Any:
-    """The protocol with every data and training spec in it seeded by ``seed`` (subsets, corruptions, noise,
-    initialization, batch order)."""
-    changes = {
-        f.name: dataclasses.replace(value, seed=seed)
-        for f in dataclasses.fields(protocol)
-        if isinstance(value := getattr(protocol, f.name), (DataSpec, TrainSpec))
-    }
-    return dataclasses.replace(protocol, **changes)
-
-
-def protocol_section(title: str, settings: Mapping[str, Any], *, wall_seconds: float, device: str) -> str:
-    """The head of a ``results.md``: what was run, where, and how long it took."""
-    lines = [f"# {title}", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in settings.items()]
-    lines += [f"| device | {device} |", f"| wall time of this invocation | {wall_seconds:.0f} s |", ""]
-    return "\n".join(lines) + "\n\n"
-
-
-def describe_training(t: TrainSpec) -> str:
-    """One line for a results table, e.g. ``sgd lr 0.05 momentum 0.9, batch 64, 150 epochs, cross-entropy``."""
-    opt = f"{t.optimizer} lr {t.lr:g}" + (f" momentum {t.momentum:g}" if t.optimizer == "sgd" else "")
-    decay = f", lr x{t.lr_decay:g}/epoch" if t.lr_decay != 1.0 else ""
-    batch = "full batch" if t.batch_size == 0 else f"batch {t.batch_size}"
-    return f"{opt}{decay}, {batch}, {t.epochs} epochs, {t.loss}"
-
-
-def plain(obj: Any) -> Any:
-    """A protocol dataclass (holding specs, tuples, numbers) as JSON-ready dicts and lists."""
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Mapping):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    return obj
-
-
-@dataclass(frozen=True)
-class Invocation:
-    """What one command line of an experiment script asked for, resolved: scale, dataset, parts, folder."""
-
-    script: str
-    scale: str
-    dataset: str
-    parts: tuple[str, ...]
-    out: Path
-    device: str
-    seed: int = 0
-    started: float = field(default_factory=time.perf_counter)
-
-    @classmethod
-    def resolve(
-        cls, script: str, *, quick: bool, smoke: bool, dataset: str | None, parts: Sequence[str],
-        known: Sequence[str], out: Path | None, device: str, seed: int = 0,
-    ) -> Invocation:  # fmt: skip
-        """Defaults: digits for ``--quick``/``--smoke``, CIFAR-10 at full scale; ``runs/SCRIPT/SCALE-DATASET``."""
-        if seed < 0:
-            raise BadInputError(f"--seed must be non-negative, got {seed}")
-        scale = pick_scale(quick, smoke)
-        dataset = dataset or ("cifar10" if scale == "full" else "digits")
-        bad = sorted(set(parts) - set(known))
-        if bad:
-            raise BadInputError(f"unknown part(s) {', '.join(bad)}; choose from {', '.join(known)}")
-        chosen = tuple(x for x in known if x in parts)
-        out = Path(out) if out else default_out(script, scale, dataset, seed)
-        return cls(script, scale, dataset, chosen, out, device, seed)
-
-    def protocol(self, protocol: Any) -> Any:
-        """``protocol`` under this invocation's seed."""
-        return with_seed(protocol, self.seed)
-
-    def finish(
-        self, title: str, protocol: Any, runs: Mapping[str, RunResult], results: Mapping[str, Any], markdown: str,
-        settings: Mapping[str, Any],
-    ) -> tuple[Path, Path]:  # fmt: skip
-        """Write ``results.json`` (the protocol, the parts, the numbers) and ``results.md`` (a protocol table, then
-        ``markdown``)."""
-        wall = time.perf_counter() - self.started
-        settings = {"scale": self.scale, "dataset": self.dataset, "seed": self.seed, **settings, "runs": len(runs),
-                    "training seconds (all runs)": f"{sum(r.final['seconds'] for r in runs.values()):.0f}"}  # fmt: skip
-        head = protocol_section(title, settings, wall_seconds=wall, device=self.device)
-        payload = {"experiment": self.script, "scale": self.scale, "dataset": self.dataset, "seed": self.seed,
-                   "parts": list(self.parts),
-                   "protocol": plain(protocol), "wall_seconds": wall, **results}  # fmt: skip
-        return write_results(self.out, payload, head + markdown)
-
-
-@contextmanager
-def script_errors() -> Iterator[None]:
-    """Bad input inside an experiment script: one line on stderr and exit code 2, as the ``stability`` CLI."""
-    try:
-        yield
-    except StabilityError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
-# Command-line options every experiment script takes, declared once (Typer reads them from the annotations).
-Smoke = Annotated[bool, typer.Option("--smoke", help="A seconds-long pass through every part (what the tests run).")]
-Dataset = Annotated[Optional[str], typer.Option(  # noqa: UP045 (Typer reads the annotation at run time)
-    help="digits (default for --quick/--smoke), cifar10 (default otherwise), mnist, fashion-mnist, ...")]
-DataRoot = Annotated[Optional[Path], typer.Option(help="Folder holding on-disk datasets (see docs/data.md).")]  # noqa: UP045
-Out = Annotated[Optional[Path], typer.Option(help="Output folder (default runs/SCRIPT/SCALE-DATASET).")]  # noqa: UP045
-Device = Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda (default: cuda when available).")]
-Seed = Annotated[int, typer.Option(help="Seed of every run's data and training (default folder gets -seedN).")]

@@ -22,10 +22,9 @@ from stability.experiment import (
     Sweep,
     first_epoch,
     is_complete,
-    markdown_table,
     run_name,
-    write_results,
 )
+from stability.experiment_cli import markdown_table, write_results
 from stability.figures import Panel, curves
 from stability.specs import DataSpec, ModelSpec, TrainSpec
 from stability.train import read_metrics
@@ -203,6 +202,14 @@ def test_duplicate_run_names_are_refused_before_anything_trains(tmp_path):
     with pytest.raises(ValueError, match="same"):
         _sweep(tmp_path).run_all([c, a, b])
     assert not (tmp_path / "runs").exists()
+    # Across groups one name may serve several parts, but only for the very same run.
+    with pytest.raises(ValueError, match="two different runs are both named 'same'"):
+        _sweep(tmp_path).run_groups({"x": [c, a], "y": [b]})
+    assert not (tmp_path / "runs").exists()
+    shared = dataclasses.replace(a, labels={"part": "y"})
+    groups, done = _sweep(tmp_path).run_groups({"x": [a], "y": [shared]})
+    assert list(done) == ["same"] and groups["y"][0].spec.labels == {"part": "y"}
+    assert groups["x"][0].history == groups["y"][0].history
 
 
 # Tracking: records, resume, completeness
