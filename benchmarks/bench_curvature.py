@@ -33,10 +33,11 @@ import typer
 from torch import Tensor, nn
 from torch.func import grad
 
-from stability.curvature import CurvatureOperator, mean_loss, power_iteration, top_eigenvalues
-
-from stability.models import build_model  # noqa: E402
-from stability.specs import ModelSpec  # noqa: E402
+from stability.curvature.lanczos import power_iteration, top_eigenvalues
+from stability.curvature.products import CurvatureOperator
+from stability.losses import mean_loss
+from stability.models.registry import build_model  # noqa: E402
+from stability.models.spec import ModelSpec  # noqa: E402
 
 INPUT_SHAPE = (1, 8, 8)
 NUM_CLASSES = 10
@@ -53,8 +54,8 @@ def build(arch: str, seed: int) -> tuple[nn.Module, str]:
 def digits(n: int, seed: int) -> tuple[Tensor, Tensor, str]:
     """The first ``n`` standardized training digits, or seeded random stand-ins."""
     try:
-        from stability.data import load_data
-        from stability.specs import DataSpec
+        from stability.data.bundle import load_data
+        from stability.data.spec import DataSpec
 
         split = load_data(DataSpec(dataset="digits", n_train=n, seed=seed)).train
         return split.x, split.y, "digits"

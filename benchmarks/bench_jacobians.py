@@ -33,10 +33,9 @@ import typer
 from torch import Tensor, nn
 
 from stability.functional import functionalize
-from stability.sensitivity import input_jacobian
-
-from stability.models import build_model  # noqa: E402
-from stability.specs import ModelSpec  # noqa: E402
+from stability.models.registry import build_model  # noqa: E402
+from stability.models.spec import ModelSpec  # noqa: E402
+from stability.sensitivity.jacobian import input_jacobian
 
 INPUT_SHAPE = (1, 8, 8)
 NUM_CLASSES = 10

@@ -17,9 +17,11 @@ import time
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from stability.data import load_data
-from stability.specs import DataSpec, ModelSpec, TrainSpec
-from stability.train import _batches, _Run
+from stability.data.bundle import load_data
+from stability.data.spec import DataSpec
+from stability.models.spec import ModelSpec
+from stability.training.loop import _batches, _Run
+from stability.training.spec import TrainSpec
 
 ARCHS = {"mlp": ModelSpec("mlp", {"widths": [512]}), "convnet": ModelSpec("convnet", {})}
 

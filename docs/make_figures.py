@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from stability.toy import DEMOS, run_demo
+from stability.toy.demos import DEMOS, run_demo
 
 FIGURES = Path(__file__).resolve().parent / "figures"
 

@@ -24,10 +24,13 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from stability.experiment import RunResult, RunSpec, first_epoch, run_name
-from stability.experiment_cli import Experiment, describe_training, experiment_app, markdown_table
-from stability.figures import Panel, curves
-from stability.specs import DataSpec, ModelSpec, TrainSpec
+from stability.data.spec import DataSpec
+from stability.models.spec import ModelSpec
+from stability.plotting import Panel, curves
+from stability.sweeps.command import Experiment, experiment_app
+from stability.sweeps.results import describe_training, markdown_table
+from stability.sweeps.runs import RunResult, RunSpec, first_epoch, run_name
+from stability.training.spec import TrainSpec
 
 PARTS = ("splitting", "switching", "noise", "size")
 PHIS = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.0)

@@ -22,11 +22,14 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from stability.experiment import RunResult, RunSpec, first_epoch, run_name
-from stability.experiment_cli import Experiment, describe_training, experiment_app, markdown_table
-from stability.figures import Panel, curves
-from stability.models import accepted_kwargs
-from stability.specs import DataSpec, ModelSpec, TrainSpec
+from stability.data.spec import DataSpec
+from stability.models.registry import accepted_kwargs
+from stability.models.spec import ModelSpec
+from stability.plotting import Panel, curves
+from stability.sweeps.command import Experiment, experiment_app
+from stability.sweeps.results import describe_training, markdown_table
+from stability.sweeps.runs import RunResult, RunSpec, first_epoch, run_name
+from stability.training.spec import TrainSpec
 
 TESTS = ("true", "partial-labels", "random-labels", "shuffled-pixels", "random-pixels", "gaussian")
 PARTS = ("tests", "corruption", "regularization")

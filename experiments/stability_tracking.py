@@ -23,13 +23,16 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from stability.data import DataBundle
-from stability.dynamics import StabilityTracker
-from stability.experiment import RunResult, RunSpec, first_epoch, run_name
-from stability.experiment_cli import Experiment, describe_training, experiment_app, markdown_table
-from stability.figures import Panel, curves
-from stability.sensitivity import jacobian_frobenius
-from stability.specs import DataSpec, ModelSpec, TrainSpec
+from stability.data.bundle import DataBundle
+from stability.data.spec import DataSpec
+from stability.dynamics.tracking import StabilityTracker
+from stability.models.spec import ModelSpec
+from stability.plotting import Panel, curves
+from stability.sensitivity.jacobian import jacobian_frobenius
+from stability.sweeps.command import Experiment, experiment_app
+from stability.sweeps.results import describe_training, markdown_table
+from stability.sweeps.runs import RunResult, RunSpec, first_epoch, run_name
+from stability.training.spec import TrainSpec
 
 PARTS = ("edge", "labels", "splitting")
 

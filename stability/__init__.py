@@ -1,117 +1,64 @@
-"""stability: measures of input and parameter stability for the question of why trained networks generalize."""
+"""stability: measures of input and parameter stability for the question of why trained networks generalize.
+
+The measures below take a plain ``nn.Module`` (or a :class:`FunctionalModel`) and a batch, in the order
+``(model, x, [y], *, params=None, ...)``. Specs, training, checkpoints, sweeps and the analysis report live
+in their subpackages (:mod:`stability.training`, :mod:`stability.data`, :mod:`stability.models`,
+:mod:`stability.analysis`, :mod:`stability.sweeps`); toy models in :mod:`stability.toy`.
+
+Names are imported on first use, so ``import stability`` stays light (no sympy, no matplotlib).
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-from .errors import (
-    ArchitectureError,
-    BadInputError,
-    CheckpointError,
-    DatasetError,
-    NonDeterministicModelError,
-    StabilityError,
-)
-from .specs import DataSpec, ModelSpec, TrainSpec
-from .data import DATASETS, DataBundle, Split, download_dataset, load_data
-from .models import ARCHITECTURES, accepted_kwargs, build_model, count_parameters, describe_architectures
-from .functional import FunctionalModel, functionalize
-from .checkpoint import Checkpoint, build_model_from_checkpoint, load_checkpoint, save_checkpoint
-from .train import TrainResult, evaluate, read_metrics, train
-from .sensitivity import (
-    FrobeniusEstimate,
-    NoiseResult,
-    SpectralNormResult,
-    data_direction,
-    directional_derivative,
-    loss_input_gradient,
-    input_jacobian,
-    jacobian_frobenius,
-    jacobian_frobenius_estimate,
-    jacobian_spectral,
-    loss_input_gradient_norm,
-    noise_sensitivity,
-    prediction_stability,
-    summarize,
-)
-from .analysis import Analysis, AnalysisOptions, analyze_model
-from .curvature_report import CurvatureAnalysis, CurvatureOptions, analyze_curvature
-from .curvature import CurvatureOperator, ggn_vector_product, hessian_vector_product
-from .linalg import EigenResult, power_iteration, top_eigenvalues
-from .spectral import SpectralDensity, TraceResult, hutchinson_trace, hutchpp_trace, spectral_density
-from .dynamics import StabilityTracker, gd_stability, nonuniformity, sgd_stability
-from .toy import DEMOS, DemoInfo, run_demo
-from .bounds import first_layer_bound, first_layer_identity, update_input_sensitivity
+_EXPORTS = {
+    # models as functions
+    "FunctionalModel": "functional", "functionalize": "functional",
+    # input sensitivity
+    "input_jacobian": "sensitivity.jacobian", "jacobian_frobenius": "sensitivity.jacobian",
+    "jacobian_frobenius_estimate": "sensitivity.jacobian", "jacobian_spectral": "sensitivity.jacobian",
+    "directional_derivative": "sensitivity.jacobian", "data_direction": "sensitivity.jacobian",
+    "FrobeniusEstimate": "sensitivity.jacobian", "SpectralNormResult": "sensitivity.jacobian",
+    "loss_input_gradient": "sensitivity.loss_gradient", "loss_input_gradient_norm": "sensitivity.loss_gradient",
+    "noise_sensitivity": "sensitivity.noise", "prediction_stability": "sensitivity.noise",
+    "NoiseResult": "sensitivity.noise",
+    "update_input_sensitivity": "sensitivity.one_step", "gd_map_input_jacobian": "sensitivity.one_step",
+    "UpdateSensitivity": "sensitivity.one_step",
+    # curvature
+    "CurvatureOperator": "curvature.products", "hessian_vector_product": "curvature.products",
+    "ggn_vector_product": "curvature.products",
+    "top_eigenvalues": "curvature.lanczos", "power_iteration": "curvature.lanczos", "EigenResult": "curvature.lanczos",
+    "hutchinson_trace": "curvature.trace", "hutchpp_trace": "curvature.trace", "TraceResult": "curvature.trace",
+    "spectral_density": "curvature.density", "SpectralDensity": "curvature.density",
+    # dynamics: linear stability, tracking, bounds
+    "gd_stability": "dynamics.verdicts", "sgd_stability": "dynamics.verdicts",
+    "nonuniformity": "dynamics.nonuniformity", "StabilityTracker": "dynamics.tracking",
+    "first_layer_bound": "dynamics.bounds", "first_layer_identity": "dynamics.bounds",
+    # analysis of a model on its data
+    "analyze_model": "analysis.splits", "Analysis": "analysis.splits", "AnalysisOptions": "analysis.splits",
+    "analyze_curvature": "analysis.curvature", "CurvatureOptions": "analysis.curvature",
+    "CurvatureAnalysis": "analysis.curvature", "summarize": "analysis.summary",
+    # toy models
+    "DEMOS": "toy.demos", "DemoInfo": "toy.demos", "run_demo": "toy.demos",
+    # errors
+    "StabilityError": "errors", "BadInputError": "errors", "CheckpointError": "errors", "DatasetError": "errors",
+    "ArchitectureError": "errors", "NonDeterministicModelError": "errors",
+}  # fmt: skip
 
-__all__ = [
-    "ARCHITECTURES",
-    "Analysis",
-    "AnalysisOptions",
-    "ArchitectureError",
-    "BadInputError",
-    "Checkpoint",
-    "CheckpointError",
-    "CurvatureAnalysis",
-    "CurvatureOperator",
-    "CurvatureOptions",
-    "DATASETS",
-    "DEMOS",
-    "DataBundle",
-    "DataSpec",
-    "DatasetError",
-    "DemoInfo",
-    "EigenResult",
-    "FrobeniusEstimate",
-    "FunctionalModel",
-    "ModelSpec",
-    "NoiseResult",
-    "NonDeterministicModelError",
-    "SpectralDensity",
-    "SpectralNormResult",
-    "Split",
-    "StabilityError",
-    "StabilityTracker",
-    "TraceResult",
-    "TrainResult",
-    "TrainSpec",
-    "accepted_kwargs",
-    "analyze_curvature",
-    "analyze_model",
-    "build_model",
-    "build_model_from_checkpoint",
-    "count_parameters",
-    "data_direction",
-    "describe_architectures",
-    "directional_derivative",
-    "download_dataset",
-    "evaluate",
-    "first_layer_bound",
-    "first_layer_identity",
-    "functionalize",
-    "gd_stability",
-    "ggn_vector_product",
-    "hessian_vector_product",
-    "hutchinson_trace",
-    "hutchpp_trace",
-    "input_jacobian",
-    "jacobian_frobenius",
-    "jacobian_frobenius_estimate",
-    "jacobian_spectral",
-    "load_checkpoint",
-    "load_data",
-    "loss_input_gradient",
-    "loss_input_gradient_norm",
-    "noise_sensitivity",
-    "nonuniformity",
-    "power_iteration",
-    "prediction_stability",
-    "read_metrics",
-    "run_demo",
-    "save_checkpoint",
-    "sgd_stability",
-    "spectral_density",
-    "summarize",
-    "top_eigenvalues",
-    "train",
-    "update_input_sensitivity",
-]
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'stability' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"stability.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -15,9 +15,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .errors import NonDeterministicModelError
+from stability.errors import BadInputError, NonDeterministicModelError
 
 Params = dict[str, Tensor]
+
 
 _STOCHASTIC_IN_TRAIN = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd, nn.AlphaDropout)
 
@@ -115,3 +116,73 @@ def _as_predicate(param_filter: Callable[[str], bool] | Iterable[str] | None) ->
 
 def _cast(t: Tensor, dtype: torch.dtype | None) -> Tensor:
     return t.to(dtype) if dtype is not None and t.is_floating_point() else t
+
+
+ModelFn = Callable[[Params, Tensor], Tensor]
+
+
+def flatten(tensors: dict[str, Tensor]) -> Tensor:
+    """Concatenate a parameter-shaped dict into one vector ``(D,)`` (in the dict's order)."""
+    return torch.cat([t.reshape(-1) for t in tensors.values()])
+
+
+def unflatten(vec: Tensor, like: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Inverse of :func:`flatten`: split ``vec: (D,)`` into tensors shaped like ``like``'s values."""
+    sizes = [t.numel() for t in like.values()]
+    if vec.shape != (sum(sizes),):
+        raise BadInputError(f"vector has shape {tuple(vec.shape)}, expected ({sum(sizes)},) for the parameters")
+    return {name: part.view_as(t) for (name, t), part in zip(like.items(), vec.split(sizes))}
+
+
+def _predicate(param_filter: Callable[[str], bool] | Iterable[str] | None) -> Callable[[str], bool]:
+    if param_filter is None:
+        return lambda name: True
+    if callable(param_filter):
+        return param_filter
+    names = frozenset([param_filter] if isinstance(param_filter, str) else param_filter)
+    return names.__contains__
+
+
+def as_functional(
+    model: nn.Module | FunctionalModel, dtype: torch.dtype | None,
+    param_filter: Callable[[str], bool] | Iterable[str] | None, allow_stochastic: bool,
+) -> FunctionalModel:
+    """``model`` as a :class:`FunctionalModel` whose differentiable parameters pass ``param_filter``."""
+    keep = _predicate(param_filter)
+    if isinstance(model, nn.Module):
+        names = [name for name, _ in model.named_parameters()]
+    elif isinstance(model, FunctionalModel):
+        names = list(model.params)
+    else:
+        raise BadInputError(f"model must be an nn.Module or a FunctionalModel, got {type(model).__name__}")
+    if not any(keep(name) for name in names):
+        have = ", ".join(names[:4]) or "none"
+        raise BadInputError(f"no differentiable parameters selected (the model has: {have}); check param_filter")
+    if isinstance(model, nn.Module):
+        return functionalize(model, dtype=dtype, param_filter=keep, allow_stochastic=allow_stochastic)
+
+    def cast(t: Tensor) -> Tensor:
+        return t.to(dtype) if dtype is not None and t.is_floating_point() else t
+
+    params, constants = {}, {k: cast(t) for k, t in model.constants.items()}
+    for name, t in model.params.items():
+        (params if keep(name) else constants)[name] = cast(t)
+    return FunctionalModel(module=model.module, params=params, constants=constants)
+
+
+def _at_point(fmodel: FunctionalModel, params: Params, dtype: torch.dtype | None) -> FunctionalModel:
+    """The same function with its differentiable parameters (and any others given) taken from ``params``."""
+    missing = sorted(set(fmodel.params) - set(params))
+    if missing:
+        raise BadInputError(f"params lacks {', '.join(missing[:3])}; pass a dict keyed like model.params")
+
+    def cast(t: Tensor) -> Tensor:
+        t = t.detach()
+        return t.to(dtype) if dtype is not None and t.is_floating_point() else t
+
+    chosen = {k: cast(params[k]) for k in fmodel.params}
+    constants = {**fmodel.constants, **{k: cast(t) for k, t in params.items() if k not in chosen}}
+    return FunctionalModel(fmodel.module, chosen, constants)
+
+
+ModelLike = FunctionalModel | nn.Module

@@ -10,12 +10,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from stability.analysis import MEASURES, AnalysisOptions, analyze_model
-from stability.checkpoint import build_model_from_checkpoint, load_checkpoint
-from stability.cli import app
-from stability.data import load_data
-from stability.specs import DataSpec, ModelSpec, TrainSpec
-from stability.train import train
+from stability.analysis.splits import MEASURES, AnalysisOptions, analyze_model
+from stability.cli.app import app
+from stability.data.bundle import load_data
+from stability.data.spec import DataSpec
+from stability.models.spec import ModelSpec
+from stability.training.checkpoint import build_model_from_checkpoint, load_checkpoint
+from stability.training.loop import train
+from stability.training.spec import TrainSpec
 
 runner = CliRunner()
 SMALL = ModelSpec(arch="mlp", kwargs={"widths": [32]})
@@ -176,7 +178,7 @@ def test_curvature_section_matches_a_dense_hessian(tmp_path):
     """Sharpness, trace and the GD verdict in the JSON against torch.func.hessian on the same subset."""
     from torch.func import functional_call, hessian
 
-    from stability.curvature import seeded_subset
+    from stability.curvature.products import seeded_subset
 
     model_spec = ModelSpec(arch="mlp", kwargs={"widths": [6]})
     run = train(model_spec, DataSpec(n_train=200), TrainSpec(lr=0.05, epochs=5, batch_size=50), tmp_path / "run")

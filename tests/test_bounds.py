@@ -8,12 +8,11 @@ from torch import nn
 from torch.autograd.functional import jacobian
 from torch.func import hessian, jacrev
 
-from stability.bounds import (
-    find_first_layer, first_layer_bound, first_layer_identity, gd_map_input_jacobian, update_input_sensitivity,
-)
-from stability.curvature import flatten, mean_loss, unflatten
+from stability.dynamics.bounds import find_first_layer, first_layer_bound, first_layer_identity
 from stability.errors import BadInputError
-from stability.functional import functionalize
+from stability.functional import flatten, functionalize, unflatten
+from stability.losses import mean_loss
+from stability.sensitivity.one_step import gd_map_input_jacobian, update_input_sensitivity
 
 F64 = torch.float64
 

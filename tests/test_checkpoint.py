@@ -9,17 +9,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from stability.checkpoint import (
+from stability.data.spec import DataSpec
+from stability.errors import CheckpointError
+from stability.files import atomic_write
+from stability.models.registry import build_model
+from stability.models.spec import ModelSpec
+from stability.training.checkpoint import (
     Checkpoint,
-    atomic_write,
     build_model_from_checkpoint,
     checkpoint_from_dict,
     load_checkpoint,
     save_checkpoint,
 )
-from stability.errors import CheckpointError
-from stability.models import build_model
-from stability.specs import DataSpec, ModelSpec, TrainSpec
+from stability.training.spec import TrainSpec
 
 MODEL = ModelSpec(arch="mlp", kwargs={"widths": [16]})
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from stability.checkpoint import load_checkpoint
-from stability.cli import app
+from stability.cli.app import app
+from stability.training.checkpoint import load_checkpoint
 
 runner = CliRunner()
 

@@ -10,12 +10,14 @@ import torch
 from torch import nn
 from torch.func import hessian, jacrev
 
-from stability.curvature import (
-    CurvatureOperator, MatrixOperator, TraceResult, flatten, ggn_vector_product, hessian_vector_product,
-    hutchinson_trace, hutchpp_trace, mean_loss, power_iteration, spectral_density, top_eigenvalues, unflatten,
-)
+from stability.curvature.density import spectral_density
+from stability.curvature.lanczos import power_iteration, top_eigenvalues
+from stability.curvature.operators import MatrixOperator
+from stability.curvature.products import CurvatureOperator, ggn_vector_product, hessian_vector_product
+from stability.curvature.trace import TraceResult, hutchinson_trace, hutchpp_trace
 from stability.errors import BadInputError, NonDeterministicModelError
-from stability.losses import get_loss
+from stability.functional import flatten, unflatten
+from stability.losses import get_loss, mean_loss
 
 F64 = torch.float64
 

@@ -15,13 +15,13 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from stability.data import DATASETS, DataBundle, Split, load_data
-from stability.datasets import corruptions as C
-from stability.datasets.mnist1d import generate_mnist1d, mnist1d_splits, templates
-from stability.datasets.sources import load_raw, stratified_test_mask
-from stability.datasets.streams import BLOCK, keyed_normal, keyed_uniform
+from stability.data import corruptions as C
+from stability.data.bundle import DataBundle, Split, load_data
+from stability.data.mnist1d import generate_mnist1d, mnist1d_splits, templates
+from stability.data.sources import DATASETS, load_raw, stratified_test_mask
+from stability.data.spec import DataSpec
+from stability.data.streams import BLOCK, keyed_normal, keyed_uniform
 from stability.errors import BadInputError, DatasetError
-from stability.specs import DataSpec
 
 RAW = DataSpec(dataset="digits", preprocess="none")
 

@@ -24,11 +24,12 @@ import numpy as np
 import pytest
 import torch
 
-from stability.data import download_dataset, load_data
-from stability.datasets import download as dl
-from stability.datasets.formats import parse_idx, restricted_loads
+from stability.data import download as dl
+from stability.data.bundle import load_data
+from stability.data.download import download_dataset
+from stability.data.formats import parse_idx, restricted_loads
+from stability.data.spec import DataSpec
 from stability.errors import DatasetError
-from stability.specs import DataSpec
 
 RNG = np.random.default_rng(0)
 

@@ -10,12 +10,14 @@ import torch
 from torch import nn
 from torch.func import hessian, jacrev
 
-from stability.curvature import CurvatureOperator, flatten, mean_loss, top_eigenvalues, unflatten
-from stability.dynamics import (
-    NonUniformityOperator, StabilityTracker, gd_stability, nonuniformity, sgd_stability,
-)
+from stability.curvature.lanczos import EigenResult, top_eigenvalues
+from stability.curvature.products import CurvatureOperator
+from stability.dynamics.nonuniformity import NonUniformityOperator, nonuniformity
+from stability.dynamics.tracking import StabilityTracker
+from stability.dynamics.verdicts import gd_stability, sgd_stability
 from stability.errors import BadInputError
-from stability.linalg import EigenResult
+from stability.functional import flatten, unflatten
+from stability.losses import mean_loss
 
 F64 = torch.float64
 

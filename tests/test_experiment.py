@@ -13,21 +13,16 @@ import pytest
 import torch
 from rich.console import Console
 
-from stability.checkpoint import load_checkpoint
-from stability.dynamics import StabilityTracker
+from stability.data.spec import DataSpec
+from stability.dynamics.tracking import StabilityTracker
 from stability.errors import BadInputError
-from stability.experiment import (
-    RunResult,
-    RunSpec,
-    Sweep,
-    first_epoch,
-    is_complete,
-    run_name,
-)
-from stability.experiment_cli import markdown_table, write_results
-from stability.figures import Panel, curves
-from stability.specs import DataSpec, ModelSpec, TrainSpec
-from stability.train import read_metrics
+from stability.models.spec import ModelSpec
+from stability.plotting import Panel, curves
+from stability.sweeps.results import markdown_table, write_results
+from stability.sweeps.runs import RunResult, RunSpec, Sweep, first_epoch, is_complete, run_name
+from stability.training.checkpoint import load_checkpoint
+from stability.training.logs import read_metrics
+from stability.training.spec import TrainSpec
 
 MLP = ModelSpec(arch="mlp", kwargs={"widths": [16]})
 DIGITS = DataSpec(dataset="digits", n_train=150, n_test=100)

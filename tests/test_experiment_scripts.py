@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from experiments import memorize, randomization, stability_tracking
-from stability.checkpoint import load_checkpoint
-from stability.train import read_metrics
+from stability.training.checkpoint import load_checkpoint
+from stability.training.logs import read_metrics
 
 runner = CliRunner()
 
@@ -165,7 +165,7 @@ def test_paper_numbers_appear_beside_a_cifar10_run(tmp_path):
 
 
 def test_seed_reseeds_every_spec_and_gets_its_own_folder(tmp_path):
-    from stability.experiment_cli import default_out, with_seed
+    from stability.sweeps.command import default_out, with_seed
 
     p = with_seed(stability_tracking.protocol("quick", "digits", None), 3)
     assert p.data.seed == p.gd.seed == p.adam.seed == 3 and p.lrs == (0.01, 0.02, 0.04, 0.06)

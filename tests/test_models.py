@@ -14,9 +14,9 @@ from torch.func import grad, jacrev, vmap
 
 from stability.errors import ArchitectureError, BadInputError
 from stability.functional import functionalize, stochastic_layers
-from stability.layers import SameMaxPool, ShiftOnlyBatchNorm, same_padding
-from stability.models import ARCHITECTURES, build_model, count_parameters, describe_architectures
-from stability.specs import ModelSpec
+from stability.models.layers import SameMaxPool, ShiftOnlyBatchNorm, same_padding
+from stability.models.registry import ARCHITECTURES, build_model, count_parameters, describe_architectures
+from stability.models.spec import ModelSpec
 
 SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar": (3, 32, 32), "mnist1d": (1, 40)}
 CIFAR28 = (3, 28, 28)

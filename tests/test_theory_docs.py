@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:  # proofs/ lives at the repository root, next to s
     sys.path.insert(0, str(ROOT))
 
 import proofs  # noqa: E402
-from stability.toy import DEMOS, run_demo  # noqa: E402
+from stability.toy.demos import DEMOS, run_demo  # noqa: E402
 
 DOC = ROOT / "docs" / "theory.md"
 TEXT = DOC.read_text(encoding="utf-8")

@@ -16,8 +16,9 @@ import torch
 from torch.func import grad, vmap
 
 from stability.errors import BadInputError
-from stability.toy import DEMOS, DemoInfo, catalog, facts, run_demo
+from stability.toy import catalog, facts
 from stability.toy import symbolic as S
+from stability.toy.demos import DEMOS, DemoInfo, run_demo
 from stability.toy.expressivity import fit_finite_sample
 from stability.toy.gd import gradient_descent, sharpness
 from stability.toy.twins import lambdify_twin, torch_twin

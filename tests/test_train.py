@@ -7,11 +7,14 @@ import json
 import pytest
 import torch
 
-from stability.checkpoint import build_model_from_checkpoint, load_checkpoint
-from stability.data import load_data
+from stability.data.bundle import load_data
+from stability.data.spec import DataSpec
 from stability.errors import BadInputError
-from stability.specs import DataSpec, ModelSpec, TrainSpec
-from stability.train import augment_images, evaluate, read_metrics, train
+from stability.models.spec import ModelSpec
+from stability.training.checkpoint import build_model_from_checkpoint, load_checkpoint
+from stability.training.logs import read_metrics
+from stability.training.loop import augment_images, evaluate, train
+from stability.training.spec import TrainSpec
 
 MLP = ModelSpec(arch="mlp", kwargs={"widths": [32]})
 DIGITS = DataSpec(dataset="digits", n_train=300, n_test=200)

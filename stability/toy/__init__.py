@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .demos import DEMOS, DemoInfo, run_demo
+from stability.toy.demos import DEMOS, DemoInfo, run_demo
 
 _LAZY = {
     "ToyModel": "symbolic", "FixedSet": "symbolic", "loss": "symbolic", "gradient": "symbolic",

@@ -22,8 +22,8 @@ import sympy as sp
 import torch
 from torch import Tensor
 
-from ..errors import BadInputError
-from .symbolic import FixedSet, ToyModel, as_points
+from stability.errors import BadInputError
+from stability.toy.symbolic import FixedSet, ToyModel, as_points
 
 Number = float | int | sp.Expr
 

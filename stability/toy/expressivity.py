@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import BadInputError
+from stability.errors import BadInputError
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,22 @@ import sympy as sp
 import torch
 from torch import Tensor
 
-from ..errors import BadInputError
+from stability.errors import BadInputError
 
 A, B, X0, Y0, R, W = sp.symbols("a b x0 y0 r w", real=True)
+
+
 ETA = sp.Symbol("eta", positive=True)
+
+
 ALPHA = sp.Symbol("alpha", positive=True)
+
+
 THETA = sp.Symbol("theta", real=True)
 
+
 _U = sp.tanh(W) ** 2
+
 
 TWO_LAYER_SCALAR: dict[str, sp.Expr] = {
     # on the fixed set a b = y0 / x0
@@ -37,6 +45,7 @@ TWO_LAYER_SCALAR: dict[str, sp.Expr] = {
     "imbalance_factor": 1 - ETA**2 * X0**2 * R**2,  # (a'² − b'²) = (a² − b²) · factor
 }
 
+
 TANH_TWO_POINT: dict[str, sp.Expr] = {
     # on the fixed branch (coth w, w, 0), loss = mean over the two points of ½ (f − y)²
     "sharpness": 2 * _U + 1 / _U - 2,
@@ -48,12 +57,16 @@ TANH_TWO_POINT: dict[str, sp.Expr] = {
     "slope_at_zero": W * sp.coth(W),  # f'(0)
 }
 
+
 GRADIENT_SPLITTING: dict[str, sp.Expr] = {
     "eigenvalues": sp.Matrix([sp.sin(ALPHA), -sp.sin(ALPHA)]),  # of φ1φ1ᵀ − φ2φ2ᵀ, unit features at angle α
     "escape_multiplier": 1 + ETA * sp.sin(ALPHA),  # GD's growth factor per step along the unstable direction
 }
 
+
 _ROOT = sp.sqrt((ETA - 1) * (ETA + 3))
+
+
 QUARTIC: dict[str, sp.Expr] = {
     "gd_map": THETA - ETA * THETA * (THETA**2 - 1),
     "fixed_point_multiplier": 1 - 2 * ETA,  # G'(±1)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.func import hessian, vmap
 
-from ..errors import BadInputError
+from stability.errors import BadInputError
 
 Loss = Callable[[Tensor], Tensor]
 

@@ -28,10 +28,14 @@ from dataclasses import dataclass, field, replace
 import sympy as sp
 from torch import Tensor
 
-from ..errors import BadInputError
+from stability.errors import BadInputError
 
 Point = tuple[tuple[sp.Expr, ...], sp.Expr]
+
+
 TorchOutput = Callable[[Tensor, Tensor], Tensor]
+
+
 TorchLoss = Callable[[Tensor], Tensor]
 
 

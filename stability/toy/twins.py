@@ -22,10 +22,9 @@ import torch
 from torch import Tensor
 from torch.func import grad, hessian, jacrev, vmap
 
-from ..errors import BadInputError
-from . import symbolic as S
-from .symbolic import ToyModel
-
+from stability.errors import BadInputError
+from stability.toy import symbolic as S
+from stability.toy.symbolic import ToyModel
 
 # The second derivative of max(z, 0) is a Dirac delta at the kink; away from it (almost everywhere, and
 # where autodiff evaluates it) it is zero.

@@ -1,0 +1,121 @@
+"""The analysis report: one source for the JSON file, the terminal table and the figures.
+
+JSON schema ``stability-analysis`` version 1 (documented in docs/cli.md)::
+
+    {"schema": "stability-analysis", "schema_version": 1, "stability_version": str,
+     "checkpoint": str, "model": {...}, "data": {...}, "training": {...} | null, "epoch": int,
+     "options": {...},
+     "splits": {"train": {"n", "n_total", "accuracy", "loss", "accuracy_true", "loss_true",
+                          "<measure>": {"n", "mean", "std", "min", "q05", "q25", "median", "q75", "q95", "max"},
+                          ..., "evidence": {...}},
+                "test": {...}},
+     "generalization_gap": {"accuracy": train − test, "loss": test − train}}
+
+With curvature (the default), ``"curvature"`` and ``"bounds"`` hold the sections of
+:mod:`stability.analysis.curvature`, computed on the training split; otherwise they are null.
+
+``accuracy`` and ``loss`` are against the labels the model was trained on; ``accuracy_true`` and
+``loss_true`` against the original labels, present (not null) only when the training labels were corrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from stability import __version__
+from stability.analysis.curvature import CurvatureAnalysis
+from stability.analysis.splits import MEASURES, Analysis
+from stability.data.spec import DataSpec
+from stability.files import atomic_write
+from stability.models.spec import ModelSpec
+from stability.serialize import json_safe
+from stability.training.spec import TrainSpec
+
+SCHEMA = "stability-analysis"
+
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Report:
+    """An :class:`~stability.analysis.Analysis` together with what was analyzed."""
+
+    source: str
+    model: ModelSpec
+    data: DataSpec
+    training: TrainSpec | None
+    epoch: int | None
+    analysis: Analysis
+    curvature: "CurvatureAnalysis | None" = None
+
+    def to_json(self) -> dict[str, Any]:
+        a = self.analysis
+        return json_safe({
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "stability_version": __version__,
+            "checkpoint": self.source,
+            "model": self.model.to_dict(),
+            "data": self.data.to_dict(),
+            "training": self.training.to_dict() if self.training else None,
+            "epoch": self.epoch,
+            "options": a.options.to_dict(),
+            "splits": {name: s.to_dict() for name, s in a.splits.items()},
+            "generalization_gap": a.generalization_gap,
+            "curvature": self.curvature.curvature if self.curvature else None,
+            "bounds": self.curvature.bounds if self.curvature else None,
+        })  # fmt: skip
+
+
+def write_json(path: str | Path, reports: list[Report]) -> None:
+    """One report as an object; several as a JSON array of objects, in command-line order."""
+    payload: Any = reports[0].to_json() if len(reports) == 1 else [r.to_json() for r in reports]
+    text = json.dumps(payload, indent=2) + "\n"
+    atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+def comparison_table(reports: list[Report], labels: list[str] | None = None) -> Table:
+    """A column per (checkpoint, split); a row per number. Measures show the mean over samples."""
+    labels = labels or [r.source for r in reports]
+    table = Table(title="stability analyze (measures: mean over samples)", show_lines=False)
+    table.add_column("")
+    for label, report in zip(labels, reports):
+        for split in report.analysis.splits:
+            table.add_column(f"{label}\n{split}", justify="right")
+
+    def row(title: str, cell) -> None:
+        table.add_row(title, *(cell(r, s) for r in reports for s in r.analysis.splits.values()))
+
+    row("samples", lambda r, s: f"{s.n}/{s.n_total}")
+    row("corruption", lambda r, s: r.data.corruption + (f" p={r.data.corruption_prob}" if r.data.corruption == "partial-labels" else ""))
+    row("accuracy", lambda r, s: _fmt(s.accuracy))
+    row("accuracy (true)", lambda r, s: _fmt(s.accuracy_true))
+    row("loss", lambda r, s: _fmt(s.loss))
+    for key, (label, _) in MEASURES.items():
+        row(label, lambda r, s, key=key: _fmt(s.measures[key]["mean"]))
+    row("train − test acc.", lambda r, s: _fmt(r.analysis.generalization_gap["accuracy"]) if s.name == "test" else "")
+    if any(r.curvature for r in reports):
+        def train_only(fn):
+            return lambda r, s: fn(r.curvature) if r.curvature is not None and s.name == "train" else ""
+
+        row("sharpness λ_max(H)", train_only(lambda c: _fmt(c.curvature["hessian"]["sharpness"])))
+        row("2/η", train_only(lambda c: _fmt(c.curvature["gd"]["threshold"])))
+        row("GD verdict", train_only(lambda c: "stable" if c.curvature["gd"]["stable"] else "unstable"))
+        row("non-uniformity s", train_only(lambda c: _fmt(c.curvature["nonuniformity"]["s"])))
+        row("SGD verdict (Wu–Ma–E)", train_only(lambda c: "stable" if c.curvature["sgd"]["stable"] else "unstable"))
+        row("tr H (Hutchinson)", train_only(lambda c: _fmt(c.curvature["hessian"]["trace"]["estimate"])))
+        row("first-layer bound lhs/rhs", train_only(lambda c: _fmt(c.bounds["first_layer"]["ratio"])))
+    return table

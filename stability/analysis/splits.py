@@ -1,0 +1,239 @@
+"""Analysis of a trained model on the exact data it saw: accuracy, loss and input sensitivity per split.
+
+:func:`analyze_model` takes a model and its :class:`~stability.data.DataBundle` and returns an
+:class:`Analysis`: one :class:`SplitAnalysis` per split (train, test) holding accuracy and loss — against
+the training labels and, where those were corrupted, the true ones — and a summary (mean, median,
+quantiles, max) of every per-sample input-sensitivity measure of :mod:`stability.sensitivity`. The JSON
+report, the terminal table and the figures are all drawn from this one object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from stability.analysis.summary import summarize
+from stability.curvature.products import seeded_subset
+from stability.data.bundle import DataBundle, Split
+from stability.functional import FunctionalModel, functionalize
+from stability.losses import per_sample_loss
+from stability.sensitivity.jacobian import (
+    data_direction,
+    input_jacobian,
+    jacobian_frobenius,
+    jacobian_frobenius_estimate,
+    jacobian_spectral,
+)
+from stability.sensitivity.loss_gradient import loss_input_gradient_norm
+from stability.sensitivity.noise import noise_sensitivity, prediction_stability
+
+MAX_EXACT_OUTPUTS = 100  # above this many outputs, Jacobian norms are estimated instead of computed exactly
+
+
+# Per-sample measures, in report order: name -> (label for people, what it is).
+MEASURES: dict[str, tuple[str, str]] = {
+    "jacobian_frobenius": ("‖J‖_F (logits)", "Frobenius norm of the input-logit Jacobian (Novak et al. 2018)"),
+    "jacobian_frobenius_softmax": ("‖J‖_F (softmax)", "Frobenius norm of the input-probability Jacobian"),
+    "jacobian_spectral": ("‖J‖_2 (logits)", "spectral norm of the input-logit Jacobian (power iteration)"),
+    "data_direction": ("‖J x‖", "derivative along the input itself; for a linear first layer x·∇_x f = <W, ∇_W f>"),
+    "loss_input_gradient": ("‖∇_x loss‖", "norm of the loss gradient with respect to the input"),
+    "noise_sensitivity": ("E‖Δf‖/σ", "finite-noise sensitivity E‖f(x+σε) − f(x)‖/σ of the logits"),
+    "prediction_stability": ("P(same pred.)", "fraction of noisy copies x+σε with an unchanged prediction"),
+}
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Knobs of :func:`analyze_model`.
+
+    Attributes:
+        max_samples: analyze at most this many samples per split (a seeded subset); ``None``: all.
+        chunk_size: samples per ``vmap`` chunk (bounds memory; ``None``: all at once).
+        sigma: noise scale for the finite-noise measures, in the model's input units (after preprocessing).
+        noise_samples: noisy copies per sample.
+        spectral_iters: power-iteration cap for the spectral norm (tolerance ``spectral_tol``), used when
+            Jacobian norms are estimated.
+        frobenius: ``exact`` (the full Jacobian, ``C`` VJPs per sample, gives both norms exactly),
+            ``estimate`` (random projections, ``probes`` VJPs per sample, and power iteration for the
+            spectral norm), or ``auto`` (exact up to :data:`MAX_EXACT_OUTPUTS` outputs).
+        seed: seeds the subset and every random draw.
+    """
+
+    max_samples: int | None = 1000
+    chunk_size: int | None = None
+    sigma: float = 0.1
+    noise_samples: int = 16
+    spectral_iters: int = 100
+    spectral_tol: float = 1e-4
+    frobenius: str = "auto"
+    probes: int = 32
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class SplitAnalysis:
+    """One split's numbers. ``per_sample`` keeps the raw values (for figures; not written to JSON)."""
+
+    name: str
+    n: int
+    n_total: int
+    accuracy: float
+    loss: float
+    accuracy_true: float | None
+    loss_true: float | None
+    measures: dict[str, dict[str, float]]
+    evidence: dict[str, Any]
+    per_sample: dict[str, Tensor] = field(repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n, "n_total": self.n_total, "accuracy": self.accuracy, "loss": self.loss,
+            "accuracy_true": self.accuracy_true, "loss_true": self.loss_true,
+            **self.measures, "evidence": self.evidence,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Analysis:
+    splits: dict[str, SplitAnalysis]
+    loss_name: str
+    options: AnalysisOptions
+
+    @property
+    def generalization_gap(self) -> dict[str, float]:
+        """Train minus test accuracy, test minus train loss (train against its training labels)."""
+        train, test = self.splits["train"], self.splits["test"]
+        return {"accuracy": train.accuracy - test.accuracy, "loss": test.loss - train.loss}
+
+    @property
+    def unconverged(self) -> list[str]:
+        """Iterative estimates that stopped at their cap before meeting their tolerance."""
+        return [
+            f"{name}: {s.evidence['jacobian_spectral']['unconverged']} samples"
+            for name, s in self.splits.items()
+            if s.evidence.get("jacobian_spectral", {}).get("unconverged", 0) > 0
+        ]
+
+
+def subset(split: Split, max_samples: int | None, seed: int) -> Split:
+    """A seeded subset of at most ``max_samples`` samples (the split itself when it is small enough).
+
+    The same indices as the curvature's evaluation subset for equal sizes and seeds.
+    """
+    idx = seeded_subset(len(split), max_samples, seed)
+    if idx is None:
+        return split
+    idx = idx.to(split.x.device)
+    return Split(x=split.x[idx], y=split.y[idx], y_true=split.y_true[idx], index=split.index[idx])
+
+
+def analyze_split(
+    fm: FunctionalModel,
+    split: Split,
+    name: str,
+    *,
+    loss_name: str,
+    options: AnalysisOptions,
+    n_total: int,
+    advance: Callable[[str], None] = lambda label: None,
+) -> SplitAnalysis:
+    """Every measure of :data:`MEASURES` on ``split`` (already subsetted), summarized."""
+    x, y, params, o = split.x, split.y, fm.params, options
+    chunk = o.chunk_size
+    with torch.no_grad():
+        logits = torch.cat([fm(params, xb) for xb in x.split(chunk or 1024)])
+    losses = per_sample_loss(loss_name, logits, y)
+    correct = (logits.argmax(-1) == y).to(torch.float64)
+    corrupted = bool((split.y != split.y_true).any())
+    per_sample: dict[str, Tensor] = {"loss": losses.detach(), "correct": correct}
+    evidence: dict[str, Any] = {}
+
+    C = logits.shape[-1]
+    use_estimate = o.frobenius == "estimate" or (o.frobenius == "auto" and C > MAX_EXACT_OUTPUTS)
+    if use_estimate:
+        # Many outputs: random projections for ‖J‖_F, power iteration (JVP/VJP pairs) for ‖J‖_2.
+        for output, key in (("logits", "jacobian_frobenius"), ("softmax", "jacobian_frobenius_softmax")):
+            advance(f"{name}: {key}")
+            est = jacobian_frobenius_estimate(fm, params, x, output=output, num_probes=o.probes,
+                                              generator=o.seed, chunk_size=chunk)  # fmt: skip
+            per_sample[key] = est.values
+            evidence[key] = {"method": "estimate", "probes": o.probes, "mean_stderr": float(est.stderr.mean())}
+        spec = jacobian_spectral(fm, params, x, iters=o.spectral_iters, tol=o.spectral_tol, generator=o.seed,
+                                 chunk_size=chunk)  # fmt: skip
+        per_sample["jacobian_spectral"] = spec.values
+        evidence["jacobian_spectral"] = {
+            "method": "power iteration", "iterations": spec.iterations, "tol": o.spectral_tol,
+            "unconverged": int((~spec.converged).sum()), "max_residual": float(spec.residuals.max()),
+        }  # fmt: skip
+    else:
+        # Few outputs: the whole Jacobian costs C VJPs per sample, and gives both norms exactly.
+        advance(f"{name}: jacobian_frobenius")
+        J = input_jacobian(fm, params, x, output="logits", chunk_size=chunk).flatten(2)
+        per_sample["jacobian_frobenius"] = J.flatten(1).norm(dim=1)
+        per_sample["jacobian_spectral"] = torch.linalg.matrix_norm(J, ord=2)
+        evidence["jacobian_frobenius"] = evidence["jacobian_spectral"] = {"method": "exact"}
+        advance(f"{name}: jacobian_frobenius_softmax")
+        per_sample["jacobian_frobenius_softmax"] = jacobian_frobenius(fm, params, x, output="softmax", chunk_size=chunk)
+        evidence["jacobian_frobenius_softmax"] = {"method": "exact"}
+    advance(f"{name}: data_direction")
+    per_sample["data_direction"] = data_direction(fm, params, x, chunk_size=chunk)
+    advance(f"{name}: loss_input_gradient")
+    per_sample["loss_input_gradient"] = loss_input_gradient_norm(fm, params, x, y, loss=loss_name, chunk_size=chunk)
+    advance(f"{name}: noise")
+    noise = noise_sensitivity(fm, params, x, sigma=o.sigma, num_samples=o.noise_samples, generator=o.seed,
+                              chunk_size=chunk)  # fmt: skip
+    per_sample["noise_sensitivity"] = noise.values
+    stable = prediction_stability(fm, params, x, sigma=o.sigma, num_samples=o.noise_samples, generator=o.seed,
+                                  chunk_size=chunk)  # fmt: skip
+    per_sample["prediction_stability"] = stable.values
+    evidence["noise"] = {"sigma": o.sigma, "samples": o.noise_samples, "mean_stderr": float(noise.stderr.mean())}
+
+    return SplitAnalysis(
+        name=name,
+        n=len(split),
+        n_total=n_total,
+        accuracy=float(correct.mean()),
+        loss=float(losses.mean()),
+        accuracy_true=float((logits.argmax(-1) == split.y_true).double().mean()) if corrupted else None,
+        loss_true=float(per_sample_loss(loss_name, logits, split.y_true).mean()) if corrupted else None,
+        measures={key: summarize(per_sample[key]) for key in MEASURES},
+        evidence=evidence,
+        per_sample={k: v.detach().cpu() for k, v in per_sample.items()},
+    )
+
+
+def analyze_model(
+    model: nn.Module,
+    data: DataBundle,
+    *,
+    loss_name: str = "cross-entropy",
+    options: AnalysisOptions = AnalysisOptions(),
+    splits: tuple[str, ...] = ("train", "test"),
+    advance: Callable[[str], None] = lambda label: None,
+) -> Analysis:
+    """Analyze ``model`` (put in eval mode) on the named splits of ``data`` (on the model's device).
+
+    ``advance`` is called before each measure with a short label (progress reporting).
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    fm = functionalize(model)
+    results = {}
+    for name in splits:
+        full: Split = getattr(data, name)
+        part = subset(full, options.max_samples, options.seed).to(device)
+        results[name] = analyze_split(fm, part, name, loss_name=loss_name, options=options, n_total=len(full),
+                                      advance=advance)  # fmt: skip
+    return Analysis(splits=results, loss_name=loss_name, options=options)
+
+
+def steps_per_analysis(splits: tuple[str, ...] = ("train", "test")) -> int:
+    """How many times :func:`analyze_model` calls ``advance`` (for a progress bar's total)."""
+    return 5 * len(splits)

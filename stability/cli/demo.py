@@ -1,0 +1,48 @@
+"""``stability demo``: a toy model's closed forms next to gradient descent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from stability.cli.app import app, err_console, out_console, user_errors
+
+
+@app.command()
+def demo(
+    name: Annotated[Optional[str], typer.Argument(help="Toy model to run (see --list).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the figures (PNG).")] = Path("runs/demo"),
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write derived and measured quantities as JSON.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of sampled starting points and data.")] = 0,
+    list_: Annotated[bool, typer.Option("--list", help="List the toy models, one line each.")] = False,
+) -> None:
+    """Run gradient descent on a toy model with closed forms, and draw what the theory predicts."""
+    from stability.toy.demos import DEMOS, run_demo
+
+    if list_ or name is None:
+        for info in DEMOS.values():
+            out_console.print(f"[bold]{info.name}[/]  {info.description}", highlight=False)
+        if name is None and not list_:
+            err_console.print("pass a name, e.g. `stability demo tanh-two-point`")
+            raise typer.Exit(code=2)
+        return
+    with user_errors():
+        result = run_demo(name, out / name, seed=seed)
+    for fig in result.get("figures", []):
+        out_console.print(f"figure: {out / name / fig}")
+    if json_path is not None:
+        from stability.files import atomic_write
+        from stability.serialize import json_safe
+
+        text = json.dumps(json_safe(result), indent=2, default=str) + "\n"
+        atomic_write(json_path, lambda fh: fh.write(text.encode()))
+        out_console.print(f"JSON: {json_path}")
+    else:
+        out_console.print_json(json.dumps(_summary(result), default=str))
+
+
+def _summary(result: dict) -> dict:
+    return {k: result[k] for k in ("demo", "derived", "measured", "agreement") if k in result}

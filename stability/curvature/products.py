@@ -1,0 +1,220 @@
+"""Curvature of the training loss as a matrix-free operator: Hessian- and Gauss-Newton-vector products.
+
+For a model ``f(θ, x)`` and per-sample loss ``ℓ``, the training loss is ``L(θ) = (1/n) Σ_i ℓ(f(θ, x_i), y_i)``
+(the conventions of :mod:`stability.losses`: mean cross-entropy, or ``(1/2n) Σ ‖f − t‖²``). Two curvature
+matrices of size ``D × D`` (``D`` = number of parameters):
+
+- Hessian ``H = ∇²_θ L``; ``H v = jvp(grad(L), θ, v)`` (forward-over-reverse, one product costs about
+  two to three gradients).
+- Generalized Gauss-Newton ``G = (1/n) Σ_i J_iᵀ Λ_i J_i`` with ``J_i = ∂f(θ, x_i)/∂θ`` and the output
+  Hessian ``Λ_i = ∇²_f ℓ``: ``Λ = I`` for MSE, ``Λ = diag(p) − p pᵀ`` (``p = softmax f``) for cross-entropy.
+  ``G v`` = one ``jvp`` (``J v``), ``Λ`` in closed form, one ``vjp`` (``Jᵀ ·``). ``G ⪰ 0`` always; at an
+  interpolating minimum of MSE (zero residuals) ``G = H``.
+
+Both are summed over chunks of ``batch_size`` samples (weight ``b_c / n`` each), so memory is that of
+one chunk whatever ``n`` is. :class:`CurvatureOperator` fixes the evaluation set (optionally a seeded
+subset, so estimates are comparable across a run) and exposes ``v ↦ C v`` on flat vectors for the
+solvers of :mod:`stability.curvature.lanczos` and :mod:`stability.curvature.trace`, re-exported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+import torch
+from torch import Tensor, nn
+from torch.func import grad, jvp, vjp, vmap
+
+from stability.errors import BadInputError
+from stability.functional import FunctionalModel, ModelFn, Params, _at_point, as_functional, flatten, unflatten
+from stability.losses import check_loss, check_targets, mean_loss, output_hessian_product
+
+CURVATURES = ("hessian", "ggn")
+
+
+def _hvp_chunk(f: ModelFn, loss: str, params: Params, xb: Tensor, yb: Tensor, v: Params) -> Params:
+    """``∇²_θ L_b v`` for the chunk's mean loss ``L_b``."""
+    return jvp(grad(lambda p: mean_loss(loss, f(p, xb), yb)), (params,), (v,))[1]
+
+
+def _ggn_chunk(f: ModelFn, loss: str, params: Params, xb: Tensor, yb: Tensor, v: Params) -> Params:
+    """``(1/b) Σ_i J_iᵀ Λ_i J_i v`` over the chunk."""
+    out, pullback = vjp(lambda p: f(p, xb), params)
+    _, jv = jvp(lambda p: f(p, xb), (params,), (v,))
+    return pullback(output_hessian_product(loss, out, jv) / xb.shape[0])[0]
+
+
+CHUNK_PRODUCTS = {"hessian": _hvp_chunk, "ggn": _ggn_chunk}
+
+
+def _chunks(x: Tensor, y: Tensor, batch_size: int | None) -> list[tuple[Tensor, Tensor]]:
+    size = batch_size or x.shape[0]
+    return list(zip(x.split(size), y.split(size)))
+
+
+def _accumulate(
+    product: Callable[..., Params], f: ModelFn, loss: str, params: Params,
+    chunks: Iterable[tuple[Tensor, Tensor]], v: Params, n: int,
+) -> Params:
+    total: Params | None = None
+    for xb, yb in chunks:
+        part = product(f, loss, params, xb, yb, v)
+        w = xb.shape[0] / n
+        if total is None:
+            total = {k: t * w for k, t in part.items()}
+        else:
+            total = {k: total[k] + t * w for k, t in part.items()}
+    assert total is not None
+    return total
+
+
+def hessian_vector_product(
+    f: ModelFn, params: Params, x: Tensor, y: Tensor, v: Params, *, loss: str = "cross-entropy",
+    batch_size: int | None = None,
+) -> Params:
+    """``H v`` with ``H = ∇²_θ L(θ)``, ``L = (1/n) Σ_i ℓ(f(θ, x_i), y_i)``, on parameter dicts.
+
+    ``x: (n, *input_shape)``, ``y: (n,)`` labels (or real targets for MSE), ``v`` shaped like ``params``.
+    Cost: about 2–3 gradient evaluations over the ``n`` samples, in chunks of ``batch_size``.
+    """
+    check_loss(loss, y)
+    return _accumulate(_hvp_chunk, f, loss, params, _chunks(x, y, batch_size), v, x.shape[0])
+
+
+def ggn_vector_product(
+    f: ModelFn, params: Params, x: Tensor, y: Tensor, v: Params, *, loss: str = "cross-entropy",
+    batch_size: int | None = None,
+) -> Params:
+    """``G v`` with ``G = (1/n) Σ_i J_iᵀ Λ_i J_i`` (see module docstring), on parameter dicts.
+
+    Cost: two forwards, one ``jvp`` and one ``vjp`` over the ``n`` samples (cheaper than ``H v``).
+    """
+    check_loss(loss, y)
+    return _accumulate(_ggn_chunk, f, loss, params, _chunks(x, y, batch_size), v, x.shape[0])
+
+
+def seeded_subset(n: int, subset: int | None, seed: int) -> Tensor | None:
+    """Sorted indices of a fixed ``subset``-sized sample of ``range(n)`` (``None``: use all)."""
+    if subset is None:
+        return None
+    if not (isinstance(subset, int) and subset >= 1):
+        raise BadInputError(f"subset must be a positive integer or None, got {subset!r}")
+    if subset >= n:
+        return None
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=gen)[:subset].sort().values
+
+
+class CurvatureOperator:
+    """``v ↦ C v`` on flat vectors ``(D,)`` for the Hessian or GGN of the loss on a fixed evaluation set.
+
+    Args:
+        model: an ``nn.Module`` (refused in training mode with batch norm or dropout; call ``eval()``)
+            or a :class:`~stability.functional.FunctionalModel`.
+        x: ``(N, *input_shape)`` inputs; ``y: (N,)`` integer labels (or real targets for ``mse``).
+        loss: ``cross-entropy``, ``mse`` or ``bounded-cross-entropy`` (conventions of
+            :mod:`stability.losses`; the last with ``which="hessian"`` only).
+        which: ``hessian`` or ``ggn``.
+        params: the point ``θ`` (a dict with the model's parameter names); default: the model's own.
+        param_filter: restrict to some parameters (names or a predicate): ``C`` is then the diagonal
+            block of those parameters, the per-layer curvature.
+        subset, seed: evaluate on a fixed seeded subset of ``subset`` samples (all if ``None`` or
+            ``subset ≥ N``); the same ``seed`` gives the same subset, so estimates compare across a run.
+        batch_size: samples per chunk (memory bound); ``None``: all at once.
+        dtype: cast parameters, buffers and inputs (``torch.float64`` for reference numbers).
+
+    Attributes: ``dim`` (``D``), ``dtype``, ``device``, ``n`` (evaluation samples), ``indices`` (the subset
+    or ``None``), ``num_products`` (products applied so far; ``matmat`` counts one per column).
+
+    Data stay on their own device and each chunk is moved to the parameters' device when used.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | FunctionalModel,
+        x: Tensor,
+        y: Tensor,
+        *,
+        loss: str = "cross-entropy",
+        which: str = "hessian",
+        params: Params | None = None,
+        param_filter: Callable[[str], bool] | Iterable[str] | None = None,
+        subset: int | None = None,
+        seed: int = 0,
+        batch_size: int | None = None,
+        dtype: torch.dtype | None = None,
+        allow_stochastic: bool = False,
+    ) -> None:
+        if which not in CURVATURES:
+            raise BadInputError(f"which={which!r} is not one of: {', '.join(CURVATURES)}")
+        check_loss(loss, y)
+        if which == "ggn" and loss == "bounded-cross-entropy":
+            raise BadInputError(
+                "the Gauss-Newton matrix needs a convex loss of the outputs; bounded-cross-entropy is not: use which='hessian'"
+            )
+        if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+            raise BadInputError(
+                f"x and y must hold the same positive number of samples, got {x.shape[0]} and {y.shape[0]}"
+            )
+        if batch_size is not None and not (isinstance(batch_size, int) and batch_size >= 1):
+            raise BadInputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        fmodel = as_functional(model, dtype, param_filter, allow_stochastic)
+        if params is not None:
+            fmodel = _at_point(fmodel, params, dtype)
+        check_targets(fmodel, x, y, loss)
+        self.model = fmodel
+        self.params = fmodel.params
+        first = next(iter(self.params.values()))
+        self.dtype, self.device = first.dtype, first.device
+        self.dim = sum(t.numel() for t in self.params.values())
+        self.loss, self.which, self.batch_size = loss, which, batch_size
+        self.indices = seeded_subset(x.shape[0], subset, seed)
+        if self.indices is not None:
+            x, y = x[self.indices.to(x.device)], y[self.indices.to(y.device)]
+        if x.is_floating_point():
+            x = x.to(self.dtype)
+        if y.is_floating_point():
+            y = y.to(self.dtype)
+        self.x, self.y, self.n = x, y, x.shape[0]
+        self._chunks = _chunks(x, y, batch_size)
+        self._product = CHUNK_PRODUCTS[which]
+        self.num_products = 0
+
+    def batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """The evaluation set in chunks, each moved to the parameters' device."""
+        for xb, yb in self._chunks:
+            yield xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+
+    def apply(self, v: Params) -> Params:
+        """``C v`` on a parameter-shaped dict (not counted)."""
+        return _accumulate(self._product, self.model, self.loss, self.params, self.batches(), v, self.n)
+
+    def __call__(self, v: Tensor) -> Tensor:
+        if v.shape != (self.dim,):
+            raise BadInputError(f"vector has shape {tuple(v.shape)}, expected ({self.dim},)")
+        self.num_products += 1
+        return flatten(self.apply(unflatten(v.to(device=self.device, dtype=self.dtype), self.params)))
+
+    def matmat(self, V: Tensor) -> Tensor:
+        """``C V`` for ``V: (D, k)``, the ``k`` products batched with ``vmap`` (``k``× the memory of one)."""
+        if V.ndim != 2 or V.shape[0] != self.dim:
+            raise BadInputError(f"matrix has shape {tuple(V.shape)}, expected ({self.dim}, k)")
+        self.num_products += V.shape[1]
+        one = lambda v: flatten(self.apply(unflatten(v, self.params)))  # noqa: E731
+        return vmap(one, in_dims=1, out_dims=1)(V.to(device=self.device, dtype=self.dtype))
+
+    def loss_value(self) -> float:
+        """``L(θ)`` on the evaluation set."""
+        with torch.no_grad():
+            total = sum(float(mean_loss(self.loss, self.model(self.params, xb), yb)) * xb.shape[0]
+                        for xb, yb in self.batches())
+        return total / self.n
+
+    def flatten(self, tensors: dict[str, Tensor]) -> Tensor:
+        return flatten({k: tensors[k] for k in self.params})
+
+    def unflatten(self, vec: Tensor) -> dict[str, Tensor]:
+        return unflatten(vec, self.params)
+
+    def __repr__(self) -> str:
+        return f"CurvatureOperator(which={self.which!r}, loss={self.loss!r}, dim={self.dim}, n={self.n})"

@@ -1,0 +1,26 @@
+"""Gradient descent as a dynamical system: when a minimum is a stable fixed point, and what that implies
+for the inputs.
+
+- :mod:`.verdicts` — linear-stability verdicts for a step size (GD) and a batch size (SGD).
+- :mod:`.nonuniformity` — Wu, Ma & E's non-uniformity of the per-sample curvatures.
+- :mod:`.tracking` — a training callback recording sharpness and trace as a run goes.
+- :mod:`.bounds` — the first-layer identity and inequality that tie curvature to input sensitivity.
+"""
+
+from stability.dynamics.bounds import (
+    FirstLayer,
+    FirstLayerBound,
+    LayerIdentity,
+    find_first_layer,
+    first_layer_bound,
+    first_layer_identity,
+)
+from stability.dynamics.nonuniformity import NonUniformity, NonUniformityOperator, nonuniformity
+from stability.dynamics.tracking import StabilityTracker
+from stability.dynamics.verdicts import GDVerdict, SGDVerdict, gd_stability, sgd_stability
+
+__all__ = [
+    "FirstLayer", "FirstLayerBound", "GDVerdict", "LayerIdentity", "NonUniformity", "NonUniformityOperator",
+    "SGDVerdict", "StabilityTracker", "find_first_layer", "first_layer_bound", "first_layer_identity",
+    "gd_stability", "nonuniformity", "sgd_stability",
+]

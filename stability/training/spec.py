@@ -1,0 +1,86 @@
+"""Configuration as data: what a run trains on, what it trains, and how.
+
+The three specs flow unchanged from the command line into training, into the checkpoint, and back out
+into analysis, so a setting is typed in exactly one place. Each is a frozen dataclass with
+``to_dict``/``from_dict``; ``from_dict`` rejects unknown keys and bad values with a one-line message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stability.config import _check_choice, _check_range, _Spec
+from stability.errors import BadInputError
+
+LOSSES = ("cross-entropy", "mse", "bounded-cross-entropy")
+
+
+OBJECTIVES = ("standard", "split")
+
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class TrainSpec(_Spec):
+    """How a model is trained.
+
+    Attributes:
+        loss: ``cross-entropy`` or ``mse`` (half the squared error to one-hot targets, summed over
+            classes, averaged over samples, as in the edge-of-stability literature; see
+            :mod:`stability.losses`).
+        objective: ``standard`` (minimize the training loss) or ``split`` (Badger's gradient splitting:
+            minimize ``L_train - L_heldout`` while held-out accuracy is at least ``split_threshold``,
+            plain ``L_train`` otherwise).
+        split_threshold: held-out accuracy below which splitting pauses; ``None`` means
+            ``1.1 / num_classes`` (0.11 for ten classes, as in Badger's code).
+        split_start, split_stop: with ``objective="split"``, the epochs ``split_start <= e < split_stop``
+            (``None``: to the end) may split; the others train on plain ``L_train``. This switches the
+            objective mid-run in either direction within one resumable run.
+        optimizer: ``sgd`` (with ``momentum``) or ``adam``.
+        lr: learning rate at epoch 0; multiplied by ``lr_decay`` after every epoch.
+        batch_size: minibatch size; ``0`` means full batch (gradient descent).
+        augment: random crops (padding 2 for 8x8 inputs, 4 otherwise) and horizontal flips of images.
+        augment_flip: whether ``augment`` flips; ``False`` is crops alone (the random-crop augmentation of Zhang et al.).
+        checkpoint_every: write a resumable checkpoint every this many epochs (and always at the end).
+        seed: seeds initialization, batch order, augmentation; with the data seed the run is reproducible.
+    """
+
+    loss: str = "cross-entropy"
+    objective: str = "standard"
+    split_threshold: float | None = None
+    split_start: int = 0
+    split_stop: int | None = None
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_decay: float = 1.0
+    batch_size: int = 64
+    epochs: int = 10
+    augment: bool = False
+    augment_flip: bool = True
+    checkpoint_every: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("loss", self.loss, LOSSES)
+        _check_choice("objective", self.objective, OBJECTIVES)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if not self.lr > 0:
+            raise BadInputError(f"lr must be positive, got {self.lr}")
+        _check_range("momentum", self.momentum, 0.0, 1.0)
+        _check_range("lr_decay", self.lr_decay, 0.0, 1.0)
+        if self.weight_decay < 0:
+            raise BadInputError(f"weight_decay must be non-negative, got {self.weight_decay}")
+        if self.batch_size < 0 or self.epochs < 0 or self.checkpoint_every < 1:
+            raise BadInputError(
+                "batch_size (0 = full batch) and epochs must be non-negative, checkpoint_every positive"
+            )
+        if self.split_threshold is not None:
+            _check_range("split_threshold", self.split_threshold, 0.0, 1.0)
+        stop = self.split_start if self.split_stop is None else self.split_stop
+        if not (isinstance(self.split_start, int) and 0 <= self.split_start <= stop):
+            raise BadInputError(
+                f"split epochs must satisfy 0 <= split_start <= split_stop, got {self.split_start} and {self.split_stop}"
+            )
