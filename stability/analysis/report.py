@@ -34,7 +34,7 @@ from stability.analysis.splits import MEASURES, Analysis
 from stability.data.spec import DataSpec
 from stability.files import atomic_write
 from stability.models.spec import ModelSpec
-from stability.serialize import json_safe
+from stability.serialize import to_json
 from stability.training.spec import TrainSpec
 
 SCHEMA = "stability-analysis"
@@ -57,7 +57,7 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         a = self.analysis
-        return json_safe({
+        return to_json({
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
             "stability_version": __version__,

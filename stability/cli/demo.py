@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -33,15 +32,13 @@ def demo(
         result = run_demo(name, out / name, seed=seed)
     for fig in result.get("figures", []):
         out_console.print(f"figure: {out / name / fig}")
-    if json_path is not None:
-        from stability.files import atomic_write
-        from stability.serialize import json_safe
+    from stability.serialize import dumps, write_json
 
-        text = json.dumps(json_safe(result), indent=2, default=str) + "\n"
-        atomic_write(json_path, lambda fh: fh.write(text.encode()))
+    if json_path is not None:
+        write_json(json_path, result)
         out_console.print(f"JSON: {json_path}")
     else:
-        out_console.print_json(json.dumps(_summary(result), default=str))
+        out_console.print_json(dumps(_summary(result)))
 
 
 def _summary(result: dict) -> dict:

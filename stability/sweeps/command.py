@@ -20,7 +20,8 @@ import typer
 
 from stability.data.spec import DataSpec
 from stability.errors import BadInputError, StabilityError
-from stability.sweeps.results import plain, protocol_section, write_results
+from stability.serialize import to_json
+from stability.sweeps.results import protocol_section, write_results
 from stability.sweeps.runs import RunResult, RunSpec, Sweep
 from stability.training.spec import TrainSpec
 
@@ -99,7 +100,7 @@ class Invocation:
         head = protocol_section(title, settings, wall_seconds=wall, device=self.device)
         payload = {"experiment": self.script, "scale": self.scale, "dataset": self.dataset, "seed": self.seed,
                    "parts": list(self.parts),
-                   "protocol": plain(protocol), "wall_seconds": wall, **results}  # fmt: skip
+                   "protocol": to_json(protocol), "wall_seconds": wall, **results}  # fmt: skip
         return write_results(self.out, payload, head + markdown)
 
 

@@ -1,14 +1,12 @@
 """Results files of an experiment script: ``results.json`` and ``results.md``, written atomically."""
 
-import dataclasses
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from stability.files import atomic_write
-from stability.serialize import json_safe
+from stability.serialize import write_json
 from stability.training.spec import TrainSpec
 
 RESULTS_JSON = "results.json"
@@ -21,8 +19,7 @@ def write_results(out: str | Path, results: Mapping[str, Any], markdown: str) ->
     """Write ``results.json`` (non-finite floats as ``null``) and ``results.md``, each atomically."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(json_safe(results), indent=2) + "\n"
-    atomic_write(out / RESULTS_JSON, lambda fh: fh.write(text.encode()))
+    write_json(out / RESULTS_JSON, results)
     atomic_write(out / RESULTS_MD, lambda fh: fh.write(markdown.encode()))
     return out / RESULTS_JSON, out / RESULTS_MD
 
@@ -58,14 +55,3 @@ def describe_training(t: TrainSpec) -> str:
     return f"{opt}{decay}, {batch}, {t.epochs} epochs, {t.loss}"
 
 
-def plain(obj: Any) -> Any:
-    """A protocol dataclass (holding specs, tuples, numbers) as JSON-ready dicts and lists."""
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Mapping):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    return obj

@@ -26,7 +26,7 @@ from stability.data.spec import DataSpec
 from stability.dynamics.tracking import StabilityTracker
 from stability.errors import BadInputError
 from stability.models.spec import ModelSpec
-from stability.serialize import json_safe
+from stability.serialize import to_json
 from stability.training.checkpoint import Checkpoint, load_checkpoint
 from stability.training.logs import append_jsonl, cut_jsonl, read_jsonl, read_metrics
 from stability.training.loop import CHECKPOINT, METRICS, checkpoint_settings, run_settings, train
@@ -214,7 +214,7 @@ def _tracking_callback(
             return
         record = tracker.measure(int(row["step"]), model)
         tensors = {k: v.tolist() for k, v in record.items() if isinstance(v, torch.Tensor)}
-        append_jsonl(path, json_safe({"epoch": epoch, **record, **tensors}))
+        append_jsonl(path, to_json({"epoch": epoch, **record, **tensors}))
 
     return on_epoch
 

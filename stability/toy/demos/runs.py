@@ -2,47 +2,25 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import numpy as np
 import torch
 from torch.func import vmap
 
+from stability.serialize import to_json
 from stability.toy.twins import TorchTwin
 
 
 def report(derived: dict[str, Any], measured: dict[str, Any], agreement: dict[str, bool], figures: list[str],
            formulas: dict[str, Any] | None = None) -> dict[str, Any]:
     """Assemble a demo report: every value made JSON-able, ``agreement["all"]`` the conjunction."""
-    derived = {k: jsonable(v) for k, v in derived.items()}
+    derived = {k: to_json(v) for k, v in derived.items()}
     if formulas:
         derived["formulas"] = {k: str(v) for k, v in formulas.items()}
     checks = {k: bool(v) for k, v in agreement.items()}
     checks["all"] = all(checks.values())
-    return {"derived": derived, "measured": {k: jsonable(v) for k, v in measured.items()},
+    return {"derived": derived, "measured": {k: to_json(v) for k, v in measured.items()},
             "agreement": checks, "figures": figures}  # fmt: skip
-
-
-def jsonable(value: Any) -> Any:
-    """Numbers, tensors, arrays and sympy numbers to plain floats/ints/lists; non-finite floats to ``None``."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return jsonable(value.detach().cpu().tolist())
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if type(value).__module__.startswith("sympy"):  # sympy numbers, without importing sympy here
-        value = float(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
 
 
 def generator(seed: int) -> torch.Generator:
