@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import cases
 import pytest
 import torch
+from cases import gen
+from cases import small_mlp as mlp
 from torch import nn
 from torch.autograd.functional import jacobian
 from torch.func import hessian, jacrev
@@ -17,20 +20,8 @@ from stability.sensitivity.one_step import gd_map_input_jacobian, update_input_s
 F64 = torch.float64
 
 
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def mlp(c: int = 3, bias: bool = True, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(6, 7, bias=bias), nn.Tanh(), nn.Linear(7, c)).to(F64)
-    if bias:
-        nn.init.uniform_(model[1].bias, 0.5, 1.0)  # a clearly non-zero bias
-    return model
-
-
 def inputs(n: int = 8) -> torch.Tensor:
-    return torch.randn(n, 2, 3, generator=gen(1), dtype=F64)
+    return cases.inputs(n, seed=1, shape=(2, 3))
 
 
 class Reordered(nn.Module):

@@ -15,6 +15,20 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from cases import (
+    DT,
+    SHAPE,
+    D,
+    assert_close,
+    convnet,
+    deep_mlp,
+    fd_jacobian,
+    forward_rounding_bound,
+    inputs,
+    loop_jacobian,
+    seeded,
+    tanh_mlp,
+)
 from torch import nn
 
 from stability.analysis.summary import summarize
@@ -30,105 +44,6 @@ from stability.sensitivity.jacobian import (
 )
 from stability.sensitivity.loss_gradient import loss_input_gradient, loss_input_gradient_norm
 from stability.sensitivity.noise import noise_sensitivity, prediction_stability
-
-DT = torch.float64
-SHAPE = (2, 3, 3)  # one sample: channels, height, width (D = 18)
-D = math.prod(SHAPE)
-
-
-def seeded(seed: int, build):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build().to(DT).eval()
-
-
-def tanh_mlp(seed: int = 0, hidden: int = 7, classes: int = 5) -> nn.Module:
-    return seeded(
-        seed, lambda: nn.Sequential(nn.Flatten(), nn.Linear(D, hidden), nn.Tanh(), nn.Linear(hidden, classes))
-    )
-
-
-def deep_mlp(seed: int = 0, act: type[nn.Module] = nn.Softplus) -> nn.Module:
-    return seeded(
-        seed,
-        lambda: nn.Sequential(nn.Flatten(), nn.Linear(D, 9), act(), nn.Linear(9, 8), act(), nn.Linear(8, 4)),
-    )
-
-
-def forward_rounding_bound(model: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """Entrywise bound on |fl(f(x)) − f(x)| for a float64 stack of Linear layers and 1-Lipschitz activations.
-
-    Higham's bound for an inner product of length k, |fl(wᵀh) − wᵀh| ≤ γ_{k+1} |w|ᵀ|h| (γ_k = k u / (1 − k u),
-    the bias counted as one more term), propagated through the layers: an input error e becomes |W| e
-    (activations are 1-Lipschitz), and each activation adds u times its own magnitude.
-    """
-    u = torch.finfo(DT).eps / 2
-    h = x.flatten(1)
-    err = torch.zeros_like(h)
-    for layer in list(model)[1:]:
-        if isinstance(layer, nn.Linear):
-            k = layer.in_features + 1
-            gamma = k * u / (1 - k * u)
-            W, b = layer.weight.detach().abs(), layer.bias.detach().abs()
-            err = err @ W.T + gamma * (h.abs() @ W.T + b)
-            h = layer(h)
-        else:
-            h = layer(h)
-            err = err + u * h.abs()
-    return err.detach()
-
-
-def convnet(seed: int = 0) -> nn.Module:
-    return seeded(
-        seed,
-        lambda: nn.Sequential(
-            nn.Conv2d(2, 4, 3, padding=1), nn.Tanh(), nn.AvgPool2d(3), nn.Flatten(), nn.Linear(4, 6)
-        ),
-    )
-
-
-def inputs(n: int = 5, seed: int = 1) -> torch.Tensor:
-    return torch.randn((n, *SHAPE), generator=torch.Generator().manual_seed(seed), dtype=DT)
-
-
-def out_fn(module: nn.Module, output: str):
-    if output == "softmax":
-        return lambda xs: torch.softmax(module(xs), dim=-1)
-    return module
-
-
-def loop_jacobian(module: nn.Module, x: torch.Tensor, output: str = "logits") -> torch.Tensor:
-    """Reference: one sample at a time, one ``torch.autograd.grad`` per output."""
-    f = out_fn(module, output)
-    rows = []
-    for i in range(x.shape[0]):
-        xi = x[i : i + 1].clone().requires_grad_(True)
-        out = f(xi)[0]
-        rows.append(
-            torch.stack(
-                [torch.autograd.grad(out[c], xi, retain_graph=True)[0][0] for c in range(out.numel())]
-            )
-        )
-    return torch.stack(rows)
-
-
-def fd_jacobian(module: nn.Module, x: torch.Tensor, output: str = "logits", h: float = 1e-6) -> torch.Tensor:
-    """Reference: central differences, all ``2 B D`` perturbed inputs in one forward pass."""
-    f = out_fn(module, output)
-    B = x.shape[0]
-    E = torch.eye(D, dtype=DT).reshape(D, *SHAPE) * h
-    with torch.no_grad():
-        plus = f((x[:, None] + E).reshape(B * D, *SHAPE)).reshape(B, D, -1)
-        minus = f((x[:, None] - E).reshape(B * D, *SHAPE)).reshape(B, D, -1)
-    return ((plus - minus) / (2 * h)).transpose(1, 2).reshape(B, -1, *SHAPE)
-
-
-def assert_close(a: torch.Tensor, b: torch.Tensor, rtol: float) -> None:
-    """Relative to the reference's largest entry, so near-zero entries do not demand impossible precision."""
-    scale = b.abs().max().clamp_min(1e-300)
-    err = ((a - b).abs().max() / scale).item()
-    assert err <= rtol, f"relative error {err:.3e} > {rtol:.1e}"
-
 
 # ---------------------------------------------------------------------------------------------- Jacobians
 
