@@ -3,7 +3,6 @@ agrees with its derivation, and every cited figure is committed."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import sys
@@ -40,9 +39,9 @@ def test_the_page_marks_the_reconstruction_as_ours():
 
 
 @pytest.mark.parametrize("name", CITED_PROOFS)
-def test_cited_proof_exists_and_verifies(name):
-    assert (ROOT / "proofs" / f"{name}.py").is_file()
-    importlib.import_module(f"proofs.{name}").verify()
+def test_cited_proof_exists(name):
+    """Each cited proof is a file among the statements; tests/test_proofs.py runs every statement once."""
+    assert (ROOT / "proofs" / f"{name}.py").is_file() and name in proofs.STATEMENTS
 
 
 @pytest.mark.parametrize("figure", CITED_FIGURES)
