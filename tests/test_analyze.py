@@ -212,3 +212,23 @@ def test_curvature_section_matches_a_dense_hessian(tmp_path):
     assert curv["gd"]["stable"] == (0.05 * eig.max().item() <= 2)
     assert report["bounds"]["first_layer"]["holds"] in (True, False)
     assert report["bounds"]["first_layer"]["lhs"] <= report["bounds"]["first_layer"]["rhs"] * (1 + 1e-6)
+
+
+def test_a_report_of_a_model_not_written_by_train_has_no_specs():
+    """A plain nn.Module: the report holds no model, data or training spec, only where the model came from."""
+    from rich.console import Console
+
+    from stability.analysis.report import Report, comparison_table
+
+    data = load_data(DataSpec(n_train=40, n_test=20))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.Tanh(), torch.nn.Linear(16, 10))
+    analysis = analyze_model(model, data, options=AnalysisOptions(max_samples=10, noise_samples=2))
+    report = Report(source="weights.pt", analysis=analysis, model_source="mypkg.nets:small")
+    out = json.loads(json.dumps(report.to_json()))
+    assert out["model"] is None and out["data"] is None and out["training"] is None and out["curvature"] is None
+    assert out["model_source"] == "mypkg.nets:small" and out["checkpoint"] == "weights.pt"
+    assert out["splits"]["test"]["n"] == 10
+    console = Console(record=True, width=200)
+    console.print(comparison_table([report]))
+    text = console.export_text()
+    assert "weights.pt" in text and "corruption" in text

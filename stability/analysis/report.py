@@ -3,7 +3,8 @@
 JSON schema ``stability-analysis`` version 1 (documented in docs/cli.md)::
 
     {"schema": "stability-analysis", "schema_version": 1, "stability_version": str,
-     "checkpoint": str, "model": {...}, "data": {...}, "training": {...} | null, "epoch": int,
+     "checkpoint": str, "model_source": str | null,
+     "model": {...} | null, "data": {...} | null, "training": {...} | null, "epoch": int | null,
      "options": {...},
      "splits": {"train": {"n", "n_total", "accuracy", "loss", "accuracy_true", "loss_true",
                           "<measure>": {"n", "mean", "std", "min", "q05", "q25", "median", "q75", "q95", "max"},
@@ -45,15 +46,21 @@ SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class Report:
-    """An :class:`~stability.analysis.Analysis` together with what was analyzed."""
+    """An :class:`~stability.analysis.Analysis` together with what was analyzed.
+
+    ``source`` names the weights (a checkpoint or state_dict path). A checkpoint written by ``stability
+    train`` fills ``model``, ``data`` and ``training`` with its specs; a model from elsewhere leaves them
+    ``None`` and may say where it came from in ``model_source`` (e.g. ``"package.module:factory"``).
+    """
 
     source: str
-    model: ModelSpec
-    data: DataSpec
-    training: TrainSpec | None
-    epoch: int | None
     analysis: Analysis
+    model: ModelSpec | None = None
+    data: DataSpec | None = None
+    training: TrainSpec | None = None
+    epoch: int | None = None
     curvature: "CurvatureAnalysis | None" = None
+    model_source: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         a = self.analysis
@@ -62,9 +69,10 @@ class Report:
             "schema_version": SCHEMA_VERSION,
             "stability_version": __version__,
             "checkpoint": self.source,
-            "model": self.model.to_dict(),
-            "data": self.data.to_dict(),
-            "training": self.training.to_dict() if self.training else None,
+            "model_source": self.model_source,
+            "model": self.model,
+            "data": self.data,
+            "training": self.training,
             "epoch": self.epoch,
             "options": a.options.to_dict(),
             "splits": {name: s.to_dict() for name, s in a.splits.items()},
@@ -87,6 +95,12 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
 
 
+def _corruption(data: DataSpec | None) -> str:
+    if data is None:
+        return "—"
+    return data.corruption + (f" p={data.corruption_prob}" if data.corruption == "partial-labels" else "")
+
+
 def comparison_table(reports: list[Report], labels: list[str] | None = None) -> Table:
     """A column per (checkpoint, split); a row per number. Measures show the mean over samples."""
     labels = labels or [r.source for r in reports]
@@ -100,7 +114,7 @@ def comparison_table(reports: list[Report], labels: list[str] | None = None) -> 
         table.add_row(title, *(cell(r, s) for r in reports for s in r.analysis.splits.values()))
 
     row("samples", lambda r, s: f"{s.n}/{s.n_total}")
-    row("corruption", lambda r, s: r.data.corruption + (f" p={r.data.corruption_prob}" if r.data.corruption == "partial-labels" else ""))
+    row("corruption", lambda r, s: _corruption(r.data))
     row("accuracy", lambda r, s: _fmt(s.accuracy))
     row("accuracy (true)", lambda r, s: _fmt(s.accuracy_true))
     row("loss", lambda r, s: _fmt(s.loss))
