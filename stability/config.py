@@ -1,24 +1,13 @@
-"""Configuration as data: the dict round-trip and value checks every spec dataclass shares."""
+"""Configuration as data: the dict round-trip every spec dataclass shares (value checks: :mod:`stability.checks`)."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, TypeVar
 
 from stability.errors import BadInputError
 
 T = TypeVar("T")
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise BadInputError(f"{name} {value!r} is not one of: {', '.join(choices)}")
-
-
-def _check_range(name: str, value: float, lo: float, hi: float) -> None:
-    if not (lo <= value <= hi) or math.isnan(value):
-        raise BadInputError(f"{name} must lie in [{lo}, {hi}], got {value}")
 
 
 class _Spec:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from stability.config import _check_choice, _check_range, _Spec
+from stability.checks import check_choice, check_range
+from stability.config import _Spec
 from stability.errors import BadInputError
 
 CORRUPTIONS = ("true", "partial-labels", "random-labels", "shuffled-pixels", "random-pixels", "gaussian")
@@ -52,10 +53,10 @@ class DataSpec(_Spec):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_choice("corruption", self.corruption, CORRUPTIONS)
-        _check_choice("preprocess", self.preprocess, PREPROCESSING)
-        _check_range("corruption_prob", self.corruption_prob, 0.0, 1.0)
-        _check_range("noise_fraction", self.noise_fraction, 0.0, 1.0)
+        check_choice("corruption", self.corruption, CORRUPTIONS)
+        check_choice("preprocess", self.preprocess, PREPROCESSING)
+        check_range("corruption_prob", self.corruption_prob, 0.0, 1.0)
+        check_range("noise_fraction", self.noise_fraction, 0.0, 1.0)
         for name in ("n_train", "n_test", "center_crop"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stability.config import _check_choice, _check_range, _Spec
+from stability.checks import check_choice, check_range
+from stability.config import _Spec
 from stability.errors import BadInputError
 
 LOSSES = ("cross-entropy", "mse", "bounded-cross-entropy")
@@ -64,13 +65,13 @@ class TrainSpec(_Spec):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_choice("loss", self.loss, LOSSES)
-        _check_choice("objective", self.objective, OBJECTIVES)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("objective", self.objective, OBJECTIVES)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if not self.lr > 0:
             raise BadInputError(f"lr must be positive, got {self.lr}")
-        _check_range("momentum", self.momentum, 0.0, 1.0)
-        _check_range("lr_decay", self.lr_decay, 0.0, 1.0)
+        check_range("momentum", self.momentum, 0.0, 1.0)
+        check_range("lr_decay", self.lr_decay, 0.0, 1.0)
         if self.weight_decay < 0:
             raise BadInputError(f"weight_decay must be non-negative, got {self.weight_decay}")
         if self.batch_size < 0 or self.epochs < 0 or self.checkpoint_every < 1:
@@ -78,7 +79,7 @@ class TrainSpec(_Spec):
                 "batch_size (0 = full batch) and epochs must be non-negative, checkpoint_every positive"
             )
         if self.split_threshold is not None:
-            _check_range("split_threshold", self.split_threshold, 0.0, 1.0)
+            check_range("split_threshold", self.split_threshold, 0.0, 1.0)
         stop = self.split_start if self.split_stop is None else self.split_stop
         if not (isinstance(self.split_start, int) and 0 <= self.split_start <= stop):
             raise BadInputError(
