@@ -170,3 +170,42 @@ def assert_close(a: torch.Tensor, b: torch.Tensor, rtol: float) -> None:
     scale = b.abs().max().clamp_min(1e-300)
     err = ((a - b).abs().max() / scale).item()
     assert err <= rtol, f"relative error {err:.3e} > {rtol:.1e}"
+
+
+# ------------------------------------------------------------------ curvature references (dense, float64)
+
+# Per-sample losses written out from their definitions, independently of stability.losses.
+REFERENCE_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "cross-entropy": lambda out, y: torch.nn.functional.cross_entropy(out, y, reduction="none"),
+    "mse": lambda out, y: 0.5 * (out - (y.reshape(out.shape).to(out.dtype) if y.is_floating_point()
+                                        else torch.nn.functional.one_hot(y, out.shape[-1]).to(out.dtype))).pow(2).sum(-1),
+    "bounded-cross-entropy": lambda out, y: torch.nn.functional.cross_entropy(out.softmax(-1), y, reduction="none"),
+}
+
+
+def dense_curvature(
+    module: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "cross-entropy", curvature: str = "hessian",
+    params: dict[str, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """``(D, D)`` curvature of ``L(θ) = (1/n) Σ_i ℓ(f(θ, x_i), y_i)`` over all parameters, in their order.
+
+    ``hessian``: ``torch.func.hessian`` of ``L`` in the flat parameter vector, all samples at once.
+    ``ggn``: ``(1/n) Σ_i J_iᵀ Λ_i J_i`` with ``J`` by ``torch.func.jacrev`` and ``Λ_i`` by
+    :func:`dense_output_hessian` of the per-sample loss (one sample at a time).
+    """
+    params = {k: v.detach() for k, v in (params or dict(module.named_parameters())).items()}
+    sizes = [p.numel() for p in params.values()]
+
+    def at(flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {k: part.reshape(p.shape) for (k, p), part in zip(params.items(), flat.split(sizes))}
+
+    def out(flat: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(module, at(flat), (x,)).reshape(x.shape[0], -1)
+
+    per_sample = REFERENCE_LOSSES[loss]
+    flat = torch.cat([p.reshape(-1) for p in params.values()])
+    if curvature == "hessian":
+        return torch.func.hessian(lambda f: per_sample(out(f), y).mean())(flat)
+    J = torch.func.jacrev(out)(flat)  # (n, C, D)
+    lam = dense_output_hessian(per_sample, out(flat).detach(), y)  # (n, C, C)
+    return torch.einsum("ncd,nce,nef->df", J, lam, J) / x.shape[0]
