@@ -29,14 +29,19 @@ _EXPORTS = {
     "update_input_sensitivity": "sensitivity.one_step", "gd_map_input_jacobian": "sensitivity.one_step",
     "UpdateSensitivity": "sensitivity.one_step",
     # curvature
+    "hessian_eigenvalues": "curvature.measures", "hessian_trace": "curvature.measures",
+    "hessian_density": "curvature.measures",
     "CurvatureOperator": "curvature.products", "hessian_vector_product": "curvature.products",
-    "ggn_vector_product": "curvature.products",
+    "ggn_vector_product": "curvature.products", "LambdaOperator": "curvature.operators",
+    "MatrixOperator": "curvature.operators",
     "top_eigenvalues": "curvature.lanczos", "power_iteration": "curvature.lanczos", "EigenResult": "curvature.lanczos",
     "hutchinson_trace": "curvature.trace", "hutchpp_trace": "curvature.trace", "TraceResult": "curvature.trace",
     "spectral_density": "curvature.density", "SpectralDensity": "curvature.density",
     # dynamics: linear stability, tracking, bounds
     "gd_stability": "dynamics.verdicts", "sgd_stability": "dynamics.verdicts",
-    "nonuniformity": "dynamics.nonuniformity", "StabilityTracker": "dynamics.tracking",
+    "gd_criterion": "dynamics.verdicts", "sgd_criterion": "dynamics.verdicts", "GDVerdict": "dynamics.verdicts",
+    "SGDVerdict": "dynamics.verdicts", "nonuniformity": "dynamics.nonuniformity",
+    "NonUniformity": "dynamics.nonuniformity", "StabilityTracker": "dynamics.tracking",
     "first_layer_bound": "dynamics.bounds", "first_layer_identity": "dynamics.bounds",
     # analysis of a model on its data
     "analyze_model": "analysis.splits", "Analysis": "analysis.splits", "AnalysisOptions": "analysis.splits",

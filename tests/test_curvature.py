@@ -7,17 +7,25 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from cases import dense_curvature
 from torch import nn
 from torch.func import hessian, jacrev
 
 from stability.curvature.density import spectral_density
 from stability.curvature.lanczos import power_iteration, top_eigenvalues
-from stability.curvature.operators import MatrixOperator
-from stability.curvature.products import CurvatureOperator, ggn_vector_product, hessian_vector_product
+from stability.curvature.measures import hessian_density, hessian_eigenvalues, hessian_trace
+from stability.curvature.operators import LambdaOperator, MatrixOperator
+from stability.curvature.products import (
+    CurvatureOperator,
+    ggn_vector_product,
+    hessian_vector_product,
+    seeded_subset,
+)
 from stability.curvature.trace import TraceResult, hutchinson_trace, hutchpp_trace
 from stability.errors import BadInputError, NonDeterministicModelError
 from stability.functional import flatten, unflatten
 from stability.losses import get_loss, mean_loss
+from stability.serialize import to_json
 
 F64 = torch.float64
 
@@ -59,47 +67,47 @@ def dense_ggn(op: CurvatureOperator, x: torch.Tensor, y: torch.Tensor) -> torch.
 
 
 @pytest.mark.parametrize("loss", ["cross-entropy", "mse"])
-@pytest.mark.parametrize("batch_size", [None, 7])
-def test_hvp_equals_dense_hessian(loss: str, batch_size: int | None) -> None:
+@pytest.mark.parametrize("chunk_size", [None, 7])
+def test_hvp_equals_dense_hessian(loss: str, chunk_size: int | None) -> None:
     x, y = data()
-    op = CurvatureOperator(mlp(), x, y, loss=loss, batch_size=batch_size)
+    op = CurvatureOperator(mlp(), x, y, loss=loss, chunk_size=chunk_size)
     H = dense_hessian(op, x, y)
     V = torch.randn(op.dim, 3, generator=gen(2), dtype=F64)
     for j in range(3):
         torch.testing.assert_close(op(V[:, j]), H @ V[:, j], rtol=1e-12, atol=1e-13)
-    torch.testing.assert_close(op.matmat(V), H @ V, rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(op @ V, H @ V, rtol=1e-12, atol=1e-13)
     assert op.num_products == 6
     # The dict-level function is the same product.
     vd = unflatten(V[:, 0], op.params)
-    hv = hessian_vector_product(op.model, op.params, x, y, vd, loss=loss, batch_size=batch_size)
+    hv = hessian_vector_product(op.model, x, y, vd, params=op.params, loss=loss, chunk_size=chunk_size)
     torch.testing.assert_close(flatten(hv), H @ V[:, 0], rtol=1e-12, atol=1e-13)
 
 
 @pytest.mark.parametrize("loss", ["cross-entropy", "mse"])
 def test_ggn_product_equals_dense_jt_lambda_j(loss: str) -> None:
     x, y = data()
-    op = CurvatureOperator(mlp(), x, y, loss=loss, which="ggn", batch_size=6)
+    op = CurvatureOperator(mlp(), x, y, loss=loss, curvature="ggn", chunk_size=6)
     G = dense_ggn(op, x, y)
     v = torch.randn(op.dim, generator=gen(3), dtype=F64)
     torch.testing.assert_close(op(v), G @ v, rtol=1e-12, atol=1e-13)
-    gv = ggn_vector_product(op.model, op.params, x, y, unflatten(v, op.params), loss=loss)
+    gv = ggn_vector_product(op.model, x, y, unflatten(v, op.params), params=op.params, loss=loss)
     torch.testing.assert_close(flatten(gv), G @ v, rtol=1e-12, atol=1e-13)
     assert torch.linalg.eigvalsh(G).min() > -1e-12  # GGN is PSD whatever the point
 
 
 def test_bounded_cross_entropy_hessian_equals_dense_and_has_no_ggn() -> None:
     """Badger's bounded loss, written out independently in :mod:`stability.losses`."""
-    from stability.losses import bounded_cross_entropy
+    bounded_cross_entropy = get_loss("bounded-cross-entropy")
 
     x, y = data()
-    op = CurvatureOperator(mlp(), x, y, loss="bounded-cross-entropy", batch_size=5)
+    op = CurvatureOperator(mlp(), x, y, loss="bounded-cross-entropy", chunk_size=5)
     fm = op.model
     H = hessian(lambda f: bounded_cross_entropy(fm(unflatten(f, op.params), x), y))(flatten(op.params))
     v = torch.randn(op.dim, generator=gen(5), dtype=F64)
     torch.testing.assert_close(op(v), H @ v, rtol=1e-12, atol=1e-13)
     assert op.loss_value() == pytest.approx(float(bounded_cross_entropy(fm(op.params, x), y)), rel=1e-12)
-    with pytest.raises(BadInputError, match="which='hessian'"):
-        CurvatureOperator(mlp(), x, y, loss="bounded-cross-entropy", which="ggn")
+    with pytest.raises(BadInputError, match="curvature='hessian'"):
+        CurvatureOperator(mlp(), x, y, loss="bounded-cross-entropy", curvature="ggn")
 
 
 def test_mse_hessian_equals_ggn_at_interpolation() -> None:
@@ -107,7 +115,7 @@ def test_mse_hessian_equals_ggn_at_interpolation() -> None:
     model, (x, _) = mlp(), data()
     y = model(x).detach()
     H = CurvatureOperator(model, x, y, loss="mse")
-    G = CurvatureOperator(model, x, y, loss="mse", which="ggn")
+    G = CurvatureOperator(model, x, y, loss="mse", curvature="ggn")
     v = torch.randn(H.dim, generator=gen(4), dtype=F64)
     torch.testing.assert_close(H(v), G(v), rtol=1e-12, atol=1e-13)
 
@@ -119,7 +127,7 @@ def test_quadratic_loss_has_its_closed_form_hessian() -> None:
     model = nn.Linear(5, 1).to(F64)
     Xt = torch.cat([x, torch.ones(30, 1, dtype=F64)], dim=1)
     H = Xt.T @ Xt / 30
-    op = CurvatureOperator(model, x, y, loss="mse", batch_size=8)
+    op = CurvatureOperator(model, x, y, loss="mse", chunk_size=8)
     exact = torch.linalg.eigvalsh(H).flip(0)
     res = top_eigenvalues(op, 3, tol=1e-12, generator=gen(0))
     torch.testing.assert_close(res.eigenvalues, exact[:3], rtol=1e-10, atol=0)
@@ -296,8 +304,8 @@ def test_train_mode_dropout_is_refused_with_the_fix() -> None:
     ("kwargs", "match"),
     [
         (dict(loss="hinge"), "loss 'hinge'"),
-        (dict(which="fisher"), "which='fisher'"),
-        (dict(batch_size=0), "batch_size"),
+        (dict(curvature="fisher"), "curvature 'fisher'"),
+        (dict(chunk_size=0), "chunk_size"),
         (dict(subset=0), "subset"),
     ],
 )
@@ -394,8 +402,8 @@ def test_agrees_with_curvlinops_on_a_medium_mlp() -> None:
     params = list(model.parameters())
     theirs_h = curvlinops.HessianLinearOperator(model, nn.CrossEntropyLoss(), params, batches)
     theirs_g = curvlinops.GGNLinearOperator(model, nn.CrossEntropyLoss(), params, batches)
-    ours_h = CurvatureOperator(model, x, y, batch_size=50)
-    ours_g = CurvatureOperator(model, x, y, which="ggn", batch_size=50)
+    ours_h = CurvatureOperator(model, x, y, chunk_size=50)
+    ours_g = CurvatureOperator(model, x, y, curvature="ggn", chunk_size=50)
     V = torch.randn(ours_h.dim, 2, generator=gen(3), dtype=F64)
     for j in range(2):
         torch.testing.assert_close(ours_h(V[:, j]), theirs_h @ V[:, j], rtol=1e-10, atol=1e-12)
@@ -409,8 +417,8 @@ def test_agrees_with_curvlinops_on_a_medium_mlp() -> None:
 def test_same_numbers_on_cuda() -> None:
     x, y = data()
     model = mlp()
-    cpu = CurvatureOperator(model, x, y, batch_size=7)
-    gpu = CurvatureOperator(mlp().cuda(), x, y, batch_size=7)  # data stay on the CPU, chunks move
+    cpu = CurvatureOperator(model, x, y, chunk_size=7)
+    gpu = CurvatureOperator(mlp().cuda(), x, y, chunk_size=7)  # data stay on the CPU, chunks move
     v = torch.randn(cpu.dim, generator=gen(0), dtype=F64)
     torch.testing.assert_close(gpu(v.cuda()).cpu(), cpu(v), rtol=1e-12, atol=1e-13)
     res = top_eigenvalues(gpu, 2, tol=1e-10, generator=gen(1))
@@ -426,3 +434,99 @@ def test_estimators_without_a_generator_are_deterministic_and_leave_the_global_r
     assert torch.equal(torch.random.get_rng_state(), state)
     assert first == (hutchinson_trace(A, 5).estimate, hutchpp_trace(A, 6).estimate,
                      float(top_eigenvalues(A, 1, max_iter=3).eigenvalues[0]))
+
+
+# ---------------------------------------------- the calling convention (model, x, y, *, params=None, ...)
+
+
+@pytest.mark.parametrize(("loss", "curvature"), [("cross-entropy", "hessian"), ("mse", "hessian"),
+                                                 ("cross-entropy", "ggn"), ("bounded-cross-entropy", "hessian")])
+def test_products_take_a_plain_module_at_its_own_point_or_another(loss: str, curvature: str) -> None:
+    x, y = data()
+    model = mlp()
+    product = hessian_vector_product if curvature == "hessian" else ggn_vector_product
+    C = dense_curvature(model, x, y, loss, curvature)
+    V = torch.randn(C.shape[0], 3, generator=gen(6), dtype=F64)
+    torch.testing.assert_close(product(model, x, y, V[:, 0], loss=loss), C @ V[:, 0], rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(product(model, x, y, V, loss=loss, chunk_size=6), C @ V, rtol=1e-12, atol=1e-13)
+    other = {k: p.detach() + 0.1 * torch.randn(p.shape, generator=gen(7), dtype=F64)
+             for k, p in model.named_parameters()}
+    C_other = dense_curvature(model, x, y, loss, curvature, params=other)
+    as_dict = product(model, x, y, unflatten(V[:, 1], other), params=other, loss=loss)
+    assert list(as_dict) == list(other)
+    torch.testing.assert_close(flatten(as_dict), C_other @ V[:, 1], rtol=1e-12, atol=1e-13)
+
+
+def test_operator_matmul_equals_the_dense_product_and_refuses_other_shapes() -> None:
+    x, y = data()
+    op = CurvatureOperator(mlp(), x, y, curvature="ggn")
+    G = dense_curvature(mlp(), x, y, "cross-entropy", "ggn")
+    V = torch.randn(op.dim, 4, generator=gen(8), dtype=F64)
+    torch.testing.assert_close(op @ V[:, 0], G @ V[:, 0], rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(op @ V, G @ V, rtol=1e-12, atol=1e-13)
+    assert op.num_products == 5
+    with pytest.raises(BadInputError, match=rf"op @ v needs a vector \({op.dim},\) or a matrix"):
+        op @ torch.zeros(2, 2, 2, dtype=F64)
+    with pytest.raises(BadInputError, match="shaped like the parameters"):
+        op @ {"0.weight": torch.zeros(2)}
+
+
+@pytest.mark.parametrize("bad", [lambda p, x: x, "mlp", None])
+def test_a_model_that_is_not_a_module_gets_one_line(bad) -> None:
+    x, y = data()
+    v = torch.zeros(5, dtype=F64)
+    for fn in (hessian_vector_product, ggn_vector_product):
+        with pytest.raises(BadInputError, match=r"^model must be a FunctionalModel or an nn\.Module, got ") as info:
+            fn(bad, x, y, v)
+        assert "\n" not in str(info.value)
+
+
+def test_lambda_operator_is_what_the_solvers_see() -> None:
+    x, y = data()
+    H = dense_curvature(mlp(), x, y)
+    op = LambdaOperator(lambda v: H @ v, H.shape[0], F64, "cpu", matmat=lambda V: H @ V)
+    exact = torch.linalg.eigvalsh(H).flip(0)
+    res = top_eigenvalues(op, 2, tol=1e-11, generator=gen(0))
+    torch.testing.assert_close(res.eigenvalues, exact[:2], rtol=1e-9, atol=0)
+    assert op.num_products == res.num_hvps
+    V = torch.randn(H.shape[0], 3, generator=gen(1), dtype=F64)
+    torch.testing.assert_close(op @ V, H @ V, rtol=0, atol=0)
+    plain = LambdaOperator(lambda v: H @ v, H.shape[0], F64, "cpu")  # no matmat: column by column
+    torch.testing.assert_close(plain @ V, H @ V, rtol=1e-14, atol=1e-14)
+    assert plain.num_products == 3
+    with pytest.raises(BadInputError, match="dim must be a positive integer"):
+        LambdaOperator(lambda v: v, 0, F64, "cpu")
+
+
+@pytest.mark.parametrize("curvature", ["hessian", "ggn"])
+def test_model_level_eigenvalues_trace_and_density_equal_dense(curvature: str) -> None:
+    x, y = data(n=40)
+    model = mlp(h=5)
+    idx = seeded_subset(40, 25, 3)
+    C = dense_curvature(model, x[idx], y[idx], "cross-entropy", curvature)
+    exact = torch.linalg.eigvalsh(C)
+    common = dict(curvature=curvature, subset=25, seed=3, chunk_size=10)
+    top = hessian_eigenvalues(model, x, y, k=3, tol=1e-11, **common)
+    assert top.converged
+    torch.testing.assert_close(top.eigenvalues, exact.flip(0)[:3], rtol=1e-8, atol=1e-10)
+    bottom = hessian_eigenvalues(model, x, y, which="SA", tol=1e-11, max_iter=400, **common)
+    torch.testing.assert_close(bottom.eigenvalues, exact[:1], rtol=1e-7, atol=1e-9 * float(exact.abs().max()))
+    tr = hessian_trace(model, x, y, num_probes=64, **common)
+    assert tr.method == "hutchinson" and tr.num_samples == 64
+    assert abs(tr.estimate - float(C.trace())) < 4 * tr.stderr
+    full = hessian_trace(model, x, y, num_probes=3 * C.shape[0], method="hutch++", **common)  # sketch spans all
+    assert full.estimate == pytest.approx(float(C.trace()), rel=1e-10)
+    sd = hessian_density(model, x, y, num_probes=20, lanczos_steps=6, **common)
+    assert sd.num_hvps == 120 and abs(sd.trace().estimate - float(C.trace())) < 4 * sd.trace().stderr
+    with pytest.raises(BadInputError, match="method 'exact' is not one of: hutchinson, hutch\\+\\+"):
+        hessian_trace(model, x, y, method="exact")
+
+
+def test_results_serialize_without_their_bulky_evidence() -> None:
+    x, y = data()
+    eig = hessian_eigenvalues(mlp(), x, y, k=2)
+    out = to_json(eig)
+    assert list(out) == ["eigenvalues", "residuals", "iterations", "num_hvps", "converged", "tol", "which"]
+    assert out["eigenvalues"] == eig.eigenvalues.tolist()
+    tr = hutchinson_trace(torch.eye(4, dtype=F64), 5)
+    assert to_json(tr) == {"estimate": 4.0, "stderr": 0.0, "num_hvps": 5, "method": "hutchinson", "num_samples": 5}

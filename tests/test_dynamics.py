@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from cases import dense_curvature
 from torch import nn
 from torch.func import hessian, jacrev
 
@@ -14,10 +15,11 @@ from stability.curvature.lanczos import EigenResult, top_eigenvalues
 from stability.curvature.products import CurvatureOperator
 from stability.dynamics.nonuniformity import NonUniformityOperator, nonuniformity
 from stability.dynamics.tracking import StabilityTracker
-from stability.dynamics.verdicts import gd_stability, sgd_stability
+from stability.dynamics.verdicts import gd_criterion, gd_stability, sgd_criterion, sgd_stability
 from stability.errors import BadInputError
 from stability.functional import flatten, unflatten
 from stability.losses import mean_loss
+from stability.serialize import to_json
 
 F64 = torch.float64
 
@@ -37,22 +39,22 @@ def data(n: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_gd_verdicts_on_clear_cases() -> None:
-    ok = gd_stability(10.0, 0.1)
+    ok = gd_criterion(10.0, 0.1)
     assert ok.stable and ok.eta_lambda == pytest.approx(1.0) and ok.threshold == pytest.approx(20.0)
     assert ok.margin == pytest.approx(1.0) and "stable" in ok.note
-    bad = gd_stability(30.0, 0.1)
+    bad = gd_criterion(30.0, 0.1)
     assert not bad.stable and bad.margin == pytest.approx(-1.0) and "unstable" in bad.note
-    assert gd_stability(20.0, 0.1).stable  # the edge itself is marginal, counted stable
-    assert not gd_stability(10.0, 0.1, lambda_min=-0.5).stable
-    assert not gd_stability(-1.0, 0.1).stable
+    assert gd_criterion(20.0, 0.1).stable  # the edge itself is marginal, counted stable
+    assert not gd_criterion(10.0, 0.1, lambda_min=-0.5).stable
+    assert not gd_criterion(-1.0, 0.1).stable
 
 
 def test_gd_verdict_from_an_unconverged_solve_says_so() -> None:
     res = EigenResult(torch.tensor([5.0]), torch.zeros(3, 1), torch.tensor([1.0]), 3, 3, False, 1e-4, "LA")
-    verdict = gd_stability(res, 0.1)
+    verdict = gd_criterion(res, 0.1)
     assert verdict.sharpness == 5.0 and "did not converge" in verdict.note
     with pytest.raises(BadInputError, match="lr"):
-        gd_stability(5.0, 0.0)
+        gd_criterion(5.0, 0.0)
 
 
 def test_gd_verdict_predicts_actual_gradient_descent_on_a_quadratic() -> None:
@@ -71,22 +73,22 @@ def test_gd_verdict_predicts_actual_gradient_descent_on_a_quadratic() -> None:
             w = (w - lr * g).detach().requires_grad_(True)
         w_star = torch.linalg.lstsq(X, y).solution
         diverged = float((w.detach() - w_star).norm()) > 1e3
-        assert diverged == (not gd_stability(sharp, lr).stable)
+        assert diverged == (not gd_criterion(sharp, lr).stable)
 
 
 def test_sgd_condition_reduces_to_gd_and_its_max_lr_is_the_boundary() -> None:
     for eta_a in (0.5, 1.9, 2.1):
-        v = sgd_stability(eta_a / 0.1, 3.0, 0.1, 50, 50)  # full batch: no noise term
+        v = sgd_criterion(eta_a / 0.1, 3.0, 0.1, 50, 50)  # full batch: no noise term
         assert v.noise_factor == 0.0 and v.stable == (eta_a <= 2)
-    v = sgd_stability(10.0, 40.0, 0.05, 8, 100)
+    v = sgd_criterion(10.0, 40.0, 0.05, 8, 100)
     c = (100 - 8) / (8 * 99)
     assert v.noise_factor == pytest.approx(c) and v.lhs == pytest.approx((1 - 0.5) ** 2 + 0.05**2 * 1600 * c)
-    edge = sgd_stability(10.0, 40.0, v.max_lr, 8, 100)
+    edge = sgd_criterion(10.0, 40.0, v.max_lr, 8, 100)
     assert edge.lhs == pytest.approx(1.0, abs=1e-12)
-    assert not sgd_stability(10.0, 40.0, v.max_lr * 1.01, 8, 100).stable
-    assert sgd_stability(10.0, 40.0, v.max_lr * 0.99, 8, 100).stable
+    assert not sgd_criterion(10.0, 40.0, v.max_lr * 1.01, 8, 100).stable
+    assert sgd_criterion(10.0, 40.0, v.max_lr * 0.99, 8, 100).stable
     # Non-uniformity alone can make a GD-stable minimum SGD-unstable.
-    assert gd_stability(10.0, 0.15).stable and not sgd_stability(10.0, 40.0, 0.15, 2, 100).stable
+    assert gd_criterion(10.0, 0.15).stable and not sgd_criterion(10.0, 40.0, 0.15, 2, 100).stable
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
@@ -95,7 +97,7 @@ def test_sgd_condition_reduces_to_gd_and_its_max_lr_is_the_boundary() -> None:
 def test_sgd_condition_refuses_bad_input(kwargs: dict, match: str) -> None:
     args = dict(sharpness=1.0, s=1.0, lr=0.1, batch_size=2, n=10) | kwargs
     with pytest.raises(BadInputError, match=match):
-        sgd_stability(args["sharpness"], args["s"], args["lr"], args["batch_size"], args["n"])
+        sgd_criterion(args["sharpness"], args["s"], args["lr"], args["batch_size"], args["n"])
 
 
 def test_wu_ma_e_is_the_exact_mean_square_factor_in_one_dimension() -> None:
@@ -108,12 +110,12 @@ def test_wu_ma_e_is_the_exact_mean_square_factor_in_one_dimension() -> None:
     y = model(x).detach()[:, 0]  # targets on the model: an interpolating point
     op = CurvatureOperator(model, x, y, loss="mse")
     a = float(top_eigenvalues(op, 1, tol=1e-12).eigenvalues[0])
-    s = nonuniformity(op, tol=1e-12, generator=gen(0)).s
+    s = nonuniformity(model, x, y, loss="mse", tol=1e-12, seed=0).s
     h = x[:, 0] ** 2
     assert a == pytest.approx(float(h.mean()), rel=1e-12)
     assert s == pytest.approx(float(h.var(unbiased=False).sqrt()), rel=1e-10)
     factors = [(1 - lr * float(h[list(batch)].mean())) ** 2 for batch in itertools.combinations(range(n), B)]
-    assert sgd_stability(a, s, lr, B, n).lhs == pytest.approx(sum(factors) / len(factors), rel=1e-10)
+    assert sgd_criterion(a, s, lr, B, n).lhs == pytest.approx(sum(factors) / len(factors), rel=1e-10)
 
 
 def per_sample_curvatures(op: CurvatureOperator, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
@@ -121,7 +123,7 @@ def per_sample_curvatures(op: CurvatureOperator, x: torch.Tensor, y: torch.Tenso
     out = []
     for i in range(x.shape[0]):
         xi, yi = x[i : i + 1], y[i : i + 1]
-        if op.which == "hessian":
+        if op.curvature == "hessian":
             out.append(hessian(lambda f: mean_loss(op.loss, fm(unflatten(f, op.params), xi), yi))(flat))
         else:
             J = jacrev(lambda f: fm(unflatten(f, op.params), xi)[0])(flat)
@@ -133,11 +135,11 @@ def per_sample_curvatures(op: CurvatureOperator, x: torch.Tensor, y: torch.Tenso
 
 
 @pytest.mark.parametrize(
-    ("which", "loss"), [("hessian", "cross-entropy"), ("hessian", "mse"), ("ggn", "cross-entropy")]
+    ("curvature", "loss"), [("hessian", "cross-entropy"), ("hessian", "mse"), ("ggn", "cross-entropy")]
 )
-def test_nonuniformity_operator_equals_dense_sigma(which: str, loss: str) -> None:
+def test_nonuniformity_operator_equals_dense_sigma(curvature: str, loss: str) -> None:
     x, y = data()
-    op = CurvatureOperator(mlp(), x, y, loss=loss, which=which, batch_size=5)
+    op = CurvatureOperator(mlp(), x, y, loss=loss, curvature=curvature, chunk_size=5)
     Hs = per_sample_curvatures(op, x, y)
     H = sum(Hs) / len(Hs)
     sigma = sum(h @ h for h in Hs) / len(Hs) - H @ H
@@ -146,7 +148,7 @@ def test_nonuniformity_operator_equals_dense_sigma(which: str, loss: str) -> Non
     torch.testing.assert_close(product, sigma @ v, rtol=1e-11, atol=1e-12)
     exact = torch.linalg.eigvalsh(sigma)
     assert float(exact[0]) > -1e-10 * float(exact[-1])  # Σ = (1/n) Σ (H_i − H)² is PSD
-    result = nonuniformity(op, tol=1e-10, generator=gen(5))
+    result = nonuniformity(mlp(), x, y, loss=loss, curvature=curvature, chunk_size=5, tol=1e-10, seed=5)
     assert result.eigen.converged
     assert result.s_squared == pytest.approx(float(exact[-1]), rel=1e-8)
     assert result.s == pytest.approx(math.sqrt(float(exact[-1])), rel=1e-8)
@@ -162,7 +164,7 @@ def test_tracker_records_every_k_steps_and_restores_modes() -> None:
         calls.append(m.training)
         return {"mean": m(xs).norm(dim=1).mean(), "n": torch.tensor(float(xs.shape[0]))}
 
-    tracker = StabilityTracker(x, y, every=3, subset=20, seed=2, lr=0.5, trace_samples=4, k=2, tol=1e-10,
+    tracker = StabilityTracker(x, y, every=3, subset=20, seed=2, lr=0.5, num_probes=4, k=2, tol=1e-10,
                                measures={"out": out_norm})
     for step in range(7):
         tracker(step, model)
@@ -198,3 +200,52 @@ def test_tracker_records_a_diverged_model_instead_of_failing() -> None:
         model[0].weight.fill_(math.inf)
     record = StabilityTracker(x, y, subset=None).measure(5, model)
     assert record["diverged"] and math.isnan(record["sharpness"]) and record["step"] == 5
+
+
+def test_gd_stability_measures_both_ends_of_the_spectrum_and_reports_a_saddle() -> None:
+    x, y = data(20)
+    model = mlp()  # a plain nn.Module at initialization: cross-entropy curvature has both signs here
+    exact = torch.linalg.eigvalsh(dense_curvature(model, x, y))
+    assert float(exact[0]) < -1e-3 * float(exact[-1])
+    saddle = gd_stability(model, x, y, lr=0.1, tol=1e-10, max_iter=200, chunk_size=7)
+    assert saddle.sharpness == pytest.approx(float(exact[-1]), rel=1e-8)
+    assert saddle.lambda_min == pytest.approx(float(exact[0]), rel=1e-6)
+    assert not saddle.stable and "saddle" in saddle.note
+    # Logistic regression: the loss is convex (H ⪰ 0), so the verdict is η λ_max against 2.
+    linear = nn.Linear(4, 3).to(F64)
+    H = torch.linalg.eigvalsh(dense_curvature(linear, x, y))
+    edge = 2 / float(H[-1])
+    for lr, stable in ((0.9 * edge, True), (1.1 * edge, False)):
+        verdict = gd_stability(linear, x, y, lr=lr, tol=1e-10, max_iter=200)
+        assert verdict.stable == stable and verdict.lambda_min > -1e-8 * float(H[-1])
+        assert verdict.eta_lambda == pytest.approx(lr * float(H[-1]), rel=1e-8)
+
+
+def test_sgd_stability_measures_sharpness_and_nonuniformity_on_the_model() -> None:
+    x, y = data()
+    model = mlp()
+    op = CurvatureOperator(model, x, y)
+    Hs = per_sample_curvatures(op, x, y)
+    H = sum(Hs) / len(Hs)
+    sigma = sum(h @ h for h in Hs) / len(Hs) - H @ H
+    a, s2 = float(torch.linalg.eigvalsh(H)[-1]), float(torch.linalg.eigvalsh(sigma)[-1])
+    verdict = sgd_stability(model, x, y, lr=0.3, batch_size=4, tol=1e-10, max_iter=200)
+    want = sgd_criterion(a, math.sqrt(s2), 0.3, 4, 12)
+    for key in ("sharpness", "nonuniformity", "noise_factor", "lhs", "max_lr"):
+        assert getattr(verdict, key) == pytest.approx(getattr(want, key), rel=1e-7), key
+    assert verdict.stable == want.stable and verdict.n == 12
+    with pytest.raises(BadInputError, match="batch_size"):
+        sgd_stability(model, x, y, lr=0.3, batch_size=13)
+
+
+def test_verdicts_and_nonuniformity_serialize_as_their_fields() -> None:
+    x, y = data()
+    verdict = gd_criterion(10.0, 0.1, lambda_min=0.5)
+    assert to_json(verdict) == {
+        "sharpness": 10.0, "lr": 0.1, "eta_lambda": verdict.eta_lambda, "threshold": 20.0, "margin": verdict.margin,
+        "stable": True, "note": verdict.note, "lambda_min": 0.5,
+    }  # fmt: skip
+    s = nonuniformity(mlp(), x, y, subset=8, seed=1)
+    out = to_json(s)
+    assert list(out) == ["s", "s_squared", "eigen", "n_evaluated"] and out["n_evaluated"] == 8
+    assert "eigenvectors" not in out["eigen"] and out["eigen"]["eigenvalues"] == [s.s_squared]

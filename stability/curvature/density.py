@@ -10,10 +10,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from stability.checks import check_count, check_positive
 from stability.curvature.lanczos import _Krylov
 from stability.curvature.operators import as_operator, random_vectors, seeded
-from stability.curvature.trace import TraceResult, _check_count, _summarize
-from stability.errors import BadInputError
+from stability.curvature.trace import TraceResult, _summarize
 
 
 @dataclass(frozen=True)
@@ -43,15 +43,14 @@ class SpectralDensity:
 
         Integrates to 1 over the real line; pick ``sigma`` near the grid spacing or wider.
         """
-        if not sigma > 0:
-            raise BadInputError(f"sigma must be positive, got {sigma}")
+        check_positive("sigma", sigma)
         t = grid.to(torch.float64).reshape(-1, 1, 1)
         kernel = torch.exp(-0.5 * ((t - self.nodes) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
         return (kernel * self.weights).sum(-1).mean(-1)
 
     def moments(self, k: int) -> TraceResult:
         """Estimate of ``(1/D) tr(A^k)``: per probe ``Σ_j τ_j θ_j^k = vᵀ A^k v`` (exact for ``k ≤ 2m−1``)."""
-        _check_count("k", k, 0)
+        check_count("k", k, 0)
         return _summarize((self.weights * self.nodes**k).sum(-1), self.num_hvps, "slq")
 
     def trace(self) -> TraceResult:
@@ -69,8 +68,8 @@ def spectral_density(
     Cost: ``num_probes · lanczos_steps`` products; ``lanczos_steps · D`` memory per probe.
     """
     op = as_operator(op)
-    _check_count("num_probes", num_probes, 1)
-    _check_count("lanczos_steps", lanczos_steps, 1)
+    check_count("num_probes", num_probes, 1)
+    check_count("lanczos_steps", lanczos_steps, 1)
     m = min(lanczos_steps, op.dim)
     nodes = torch.zeros(num_probes, m, dtype=torch.float64)
     weights = torch.zeros(num_probes, m, dtype=torch.float64)

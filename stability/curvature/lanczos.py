@@ -15,14 +15,16 @@ number of operator products spent, and whether the stopping test was met.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from stability.checks import check_choice, check_positive, check_positive_int
 from stability.curvature.operators import SymmetricOperator, apply_block, as_operator, random_vectors, seeded
 from stability.errors import BadInputError
+from stability.serialize import omitted
 
 WHICH = ("LA", "LM", "SA")
 
@@ -43,29 +45,19 @@ class EigenResult:
         tol: the relative tolerance used; ``scale`` is the largest Ritz value magnitude (≈ ``‖A‖₂``).
         which: ``LA``, ``SA`` or ``LM``.
         history: the leading eigenvalue estimate after every step (for convergence plots and benchmarks).
+
+    :func:`stability.serialize.to_json` writes all but ``eigenvectors`` and ``history``.
     """
 
     eigenvalues: Tensor
-    eigenvectors: Tensor = field(repr=False)
+    eigenvectors: Tensor = omitted()
     residuals: Tensor
     iterations: int
     num_hvps: int
     converged: bool
     tol: float
     which: str
-    history: tuple[float, ...] = field(repr=False, default=())
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (eigenvectors left out)."""
-        return {
-            "eigenvalues": self.eigenvalues.tolist(),
-            "residuals": self.residuals.tolist(),
-            "iterations": self.iterations,
-            "num_hvps": self.num_hvps,
-            "converged": self.converged,
-            "tol": self.tol,
-            "which": self.which,
-        }
+    history: tuple[float, ...] = omitted(default=())
 
 
 class _Krylov:
@@ -121,14 +113,11 @@ def _order(theta: Tensor, which: str) -> Tensor:
 
 def _check_common(op: Any, k: int, which: str, tol: float, max_iter: int) -> SymmetricOperator:
     op = as_operator(op)
-    if which not in WHICH:
-        raise BadInputError(f"which={which!r} is not one of: {', '.join(WHICH)}")
+    check_choice("which", which, WHICH)
     if not (isinstance(k, int) and 1 <= k <= op.dim):
         raise BadInputError(f"k must be an integer in [1, {op.dim}] (the operator's dimension), got {k!r}")
-    if not tol > 0:
-        raise BadInputError(f"tol must be positive, got {tol}")
-    if not (isinstance(max_iter, int) and max_iter >= 1):
-        raise BadInputError(f"max_iter must be a positive integer, got {max_iter!r}")
+    check_positive("tol", tol)
+    check_positive_int("max_iter", max_iter)
     return op
 
 

@@ -7,27 +7,32 @@ matrices of size ``D × D`` (``D`` = number of parameters):
 - Hessian ``H = ∇²_θ L``; ``H v = jvp(grad(L), θ, v)`` (forward-over-reverse, one product costs about
   two to three gradients).
 - Generalized Gauss-Newton ``G = (1/n) Σ_i J_iᵀ Λ_i J_i`` with ``J_i = ∂f(θ, x_i)/∂θ`` and the output
-  Hessian ``Λ_i = ∇²_f ℓ``: ``Λ = I`` for MSE, ``Λ = diag(p) − p pᵀ`` (``p = softmax f``) for cross-entropy.
-  ``G v`` = one ``jvp`` (``J v``), ``Λ`` in closed form, one ``vjp`` (``Jᵀ ·``). ``G ⪰ 0`` always; at an
-  interpolating minimum of MSE (zero residuals) ``G = H``.
+  Hessian ``Λ_i = ∇²_f ℓ`` from the loss registry (:data:`stability.losses.LOSSES`): ``Λ = I`` for MSE,
+  ``Λ = diag(p) − p pᵀ`` (``p = softmax f``) for cross-entropy. ``G v`` = one ``jvp`` (``J v``), ``Λ u`` in
+  closed form, one ``vjp`` (``Jᵀ ·``). For a loss convex in the outputs ``G ⪰ 0`` always (the operator
+  refuses the others); at an interpolating minimum of MSE (zero residuals) ``G = H``.
 
-Both are summed over chunks of ``batch_size`` samples (weight ``b_c / n`` each), so memory is that of
+Both are summed over chunks of ``chunk_size`` samples (weight ``b_c / n`` each), so memory is that of
 one chunk whatever ``n`` is. :class:`CurvatureOperator` fixes the evaluation set (optionally a seeded
 subset, so estimates are comparable across a run) and exposes ``v ↦ C v`` on flat vectors for the
-solvers of :mod:`stability.curvature.lanczos` and :mod:`stability.curvature.trace`, re-exported here.
+solvers of :mod:`stability.curvature.lanczos` and :mod:`stability.curvature.trace`;
+:func:`hessian_vector_product` and :func:`ggn_vector_product` are one product each, in the calling
+convention of every measure, ``(model, x, y, v, *, params=None, ...)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
 from torch.func import grad, jvp, vjp, vmap
 
+from stability.checks import check_choice, check_chunk_size, check_optional_positive_int
+from stability.curvature.operators import Operator
 from stability.errors import BadInputError
 from stability.functional import FunctionalModel, ModelFn, Params, _at_point, as_functional, flatten, unflatten
-from stability.losses import check_loss, check_targets, mean_loss, output_hessian_product
+from stability.losses import check_loss, check_targets, get_loss, mean_loss
 
 CURVATURES = ("hessian", "ggn")
 
@@ -41,14 +46,14 @@ def _ggn_chunk(f: ModelFn, loss: str, params: Params, xb: Tensor, yb: Tensor, v:
     """``(1/b) Σ_i J_iᵀ Λ_i J_i v`` over the chunk."""
     out, pullback = vjp(lambda p: f(p, xb), params)
     _, jv = jvp(lambda p: f(p, xb), (params,), (v,))
-    return pullback(output_hessian_product(loss, out, jv) / xb.shape[0])[0]
+    return pullback(get_loss(loss).output_hessian_product(out, yb, jv) / xb.shape[0])[0]
 
 
 CHUNK_PRODUCTS = {"hessian": _hvp_chunk, "ggn": _ggn_chunk}
 
 
-def _chunks(x: Tensor, y: Tensor, batch_size: int | None) -> list[tuple[Tensor, Tensor]]:
-    size = batch_size or x.shape[0]
+def _chunks(x: Tensor, y: Tensor, chunk_size: int | None) -> list[tuple[Tensor, Tensor]]:
+    size = chunk_size or x.shape[0]
     return list(zip(x.split(size), y.split(size)))
 
 
@@ -69,58 +74,59 @@ def _accumulate(
 
 
 def hessian_vector_product(
-    f: ModelFn, params: Params, x: Tensor, y: Tensor, v: Params, *, loss: str = "cross-entropy",
-    batch_size: int | None = None,
-) -> Params:
-    """``H v`` with ``H = ∇²_θ L(θ)``, ``L = (1/n) Σ_i ℓ(f(θ, x_i), y_i)``, on parameter dicts.
+    model: nn.Module | FunctionalModel, x: Tensor, y: Tensor, v: Params | Tensor, *, params: Params | None = None,
+    loss: str = "cross-entropy", chunk_size: int | None = None,
+) -> Params | Tensor:
+    """``H v`` with ``H = ∇²_θ L(θ)``, ``L = (1/n) Σ_i ℓ(f(θ, x_i), y_i)``.
 
-    ``x: (n, *input_shape)``, ``y: (n,)`` labels (or real targets for MSE), ``v`` shaped like ``params``.
-    Cost: about 2–3 gradient evaluations over the ``n`` samples, in chunks of ``batch_size``.
+    ``model``: an ``nn.Module`` or :class:`~stability.functional.FunctionalModel`; ``params``: the point
+    ``θ`` (a dict keyed like the model's parameters; default: its own). ``x: (n, *input_shape)``, ``y: (n,)``
+    labels (or real targets for MSE); ``v`` a dict shaped like the parameters (returns a dict) or a flat
+    vector ``(D,)`` / matrix ``(D, k)`` (returns the same shape). Cost: about 2–3 gradient evaluations over
+    the ``n`` samples per vector, in chunks of ``chunk_size`` samples.
     """
-    check_loss(loss, y)
-    return _accumulate(_hvp_chunk, f, loss, params, _chunks(x, y, batch_size), v, x.shape[0])
+    return CurvatureOperator(model, x, y, loss=loss, params=params, chunk_size=chunk_size) @ v
 
 
 def ggn_vector_product(
-    f: ModelFn, params: Params, x: Tensor, y: Tensor, v: Params, *, loss: str = "cross-entropy",
-    batch_size: int | None = None,
-) -> Params:
-    """``G v`` with ``G = (1/n) Σ_i J_iᵀ Λ_i J_i`` (see module docstring), on parameter dicts.
+    model: nn.Module | FunctionalModel, x: Tensor, y: Tensor, v: Params | Tensor, *, params: Params | None = None,
+    loss: str = "cross-entropy", chunk_size: int | None = None,
+) -> Params | Tensor:
+    """``G v`` with ``G = (1/n) Σ_i J_iᵀ Λ_i J_i`` (see module docstring); arguments as :func:`hessian_vector_product`.
 
-    Cost: two forwards, one ``jvp`` and one ``vjp`` over the ``n`` samples (cheaper than ``H v``).
+    Cost: two forwards, one ``jvp`` and one ``vjp`` over the ``n`` samples per vector (cheaper than ``H v``).
     """
-    check_loss(loss, y)
-    return _accumulate(_ggn_chunk, f, loss, params, _chunks(x, y, batch_size), v, x.shape[0])
+    op = CurvatureOperator(model, x, y, loss=loss, curvature="ggn", params=params, chunk_size=chunk_size)
+    return op @ v
 
 
 def seeded_subset(n: int, subset: int | None, seed: int) -> Tensor | None:
     """Sorted indices of a fixed ``subset``-sized sample of ``range(n)`` (``None``: use all)."""
-    if subset is None:
-        return None
-    if not (isinstance(subset, int) and subset >= 1):
-        raise BadInputError(f"subset must be a positive integer or None, got {subset!r}")
-    if subset >= n:
+    if check_optional_positive_int("subset", subset) is None or subset >= n:
         return None
     gen = torch.Generator().manual_seed(seed)
     return torch.randperm(n, generator=gen)[:subset].sort().values
 
 
-class CurvatureOperator:
+class CurvatureOperator(Operator):
     """``v ↦ C v`` on flat vectors ``(D,)`` for the Hessian or GGN of the loss on a fixed evaluation set.
+
+    ``op @ v`` for ``v: (D,)``, ``op @ V`` for ``V: (D, k)`` (the ``k`` products batched with ``vmap``) and
+    ``op @ v_dict`` for a parameter-shaped dict all equal the dense product ``C v``.
 
     Args:
         model: an ``nn.Module`` (refused in training mode with batch norm or dropout; call ``eval()``)
             or a :class:`~stability.functional.FunctionalModel`.
         x: ``(N, *input_shape)`` inputs; ``y: (N,)`` integer labels (or real targets for ``mse``).
         loss: ``cross-entropy``, ``mse`` or ``bounded-cross-entropy`` (conventions of
-            :mod:`stability.losses`; the last with ``which="hessian"`` only).
-        which: ``hessian`` or ``ggn``.
+            :mod:`stability.losses`; the last with ``curvature="hessian"`` only).
+        curvature: ``hessian`` or ``ggn``.
         params: the point ``θ`` (a dict with the model's parameter names); default: the model's own.
         param_filter: restrict to some parameters (names or a predicate): ``C`` is then the diagonal
             block of those parameters, the per-layer curvature.
         subset, seed: evaluate on a fixed seeded subset of ``subset`` samples (all if ``None`` or
             ``subset ≥ N``); the same ``seed`` gives the same subset, so estimates compare across a run.
-        batch_size: samples per chunk (memory bound); ``None``: all at once.
+        chunk_size: samples per chunk (memory bound); ``None``: all at once.
         dtype: cast parameters, buffers and inputs (``torch.float64`` for reference numbers).
 
     Attributes: ``dim`` (``D``), ``dtype``, ``device``, ``n`` (evaluation samples), ``indices`` (the subset
@@ -136,28 +142,25 @@ class CurvatureOperator:
         y: Tensor,
         *,
         loss: str = "cross-entropy",
-        which: str = "hessian",
+        curvature: str = "hessian",
         params: Params | None = None,
         param_filter: Callable[[str], bool] | Iterable[str] | None = None,
         subset: int | None = None,
         seed: int = 0,
-        batch_size: int | None = None,
+        chunk_size: int | None = None,
         dtype: torch.dtype | None = None,
         allow_stochastic: bool = False,
     ) -> None:
-        if which not in CURVATURES:
-            raise BadInputError(f"which={which!r} is not one of: {', '.join(CURVATURES)}")
-        check_loss(loss, y)
-        if which == "ggn" and loss == "bounded-cross-entropy":
+        check_choice("curvature", curvature, CURVATURES)
+        if curvature == "ggn" and not check_loss(loss, y).convex:
             raise BadInputError(
-                "the Gauss-Newton matrix needs a convex loss of the outputs; bounded-cross-entropy is not: use which='hessian'"
+                f"the Gauss-Newton matrix needs a loss convex in the outputs; {loss} is not: use curvature='hessian'"
             )
         if x.shape[0] != y.shape[0] or x.shape[0] == 0:
             raise BadInputError(
                 f"x and y must hold the same positive number of samples, got {x.shape[0]} and {y.shape[0]}"
             )
-        if batch_size is not None and not (isinstance(batch_size, int) and batch_size >= 1):
-            raise BadInputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        chunk_size = check_chunk_size(chunk_size)
         fmodel = as_functional(model, dtype, param_filter, allow_stochastic)
         if params is not None:
             fmodel = _at_point(fmodel, params, dtype)
@@ -167,7 +170,7 @@ class CurvatureOperator:
         first = next(iter(self.params.values()))
         self.dtype, self.device = first.dtype, first.device
         self.dim = sum(t.numel() for t in self.params.values())
-        self.loss, self.which, self.batch_size = loss, which, batch_size
+        self.loss, self.curvature, self.chunk_size = loss, curvature, chunk_size
         self.indices = seeded_subset(x.shape[0], subset, seed)
         if self.indices is not None:
             x, y = x[self.indices.to(x.device)], y[self.indices.to(y.device)]
@@ -176,8 +179,8 @@ class CurvatureOperator:
         if y.is_floating_point():
             y = y.to(self.dtype)
         self.x, self.y, self.n = x, y, x.shape[0]
-        self._chunks = _chunks(x, y, batch_size)
-        self._product = CHUNK_PRODUCTS[which]
+        self._chunks = _chunks(x, y, chunk_size)
+        self._product = CHUNK_PRODUCTS[curvature]
         self.num_products = 0
 
     def batches(self) -> Iterator[tuple[Tensor, Tensor]]:
@@ -203,6 +206,15 @@ class CurvatureOperator:
         one = lambda v: flatten(self.apply(unflatten(v, self.params)))  # noqa: E731
         return vmap(one, in_dims=1, out_dims=1)(V.to(device=self.device, dtype=self.dtype))
 
+    def __matmul__(self, v: Params | Tensor) -> Params | Tensor:
+        if isinstance(v, Mapping):
+            bad = [k for k, t in self.params.items() if k not in v or tuple(v[k].shape) != tuple(t.shape)]
+            if bad:
+                raise BadInputError(f"v lacks or misshapes {', '.join(bad[:3])}; pass a dict shaped like the parameters")
+            self.num_products += 1
+            return self.apply({k: v[k].to(device=self.device, dtype=self.dtype) for k in self.params})
+        return super().__matmul__(v)
+
     def loss_value(self) -> float:
         """``L(θ)`` on the evaluation set."""
         with torch.no_grad():
@@ -217,4 +229,4 @@ class CurvatureOperator:
         return unflatten(vec, self.params)
 
     def __repr__(self) -> str:
-        return f"CurvatureOperator(which={self.which!r}, loss={self.loss!r}, dim={self.dim}, n={self.n})"
+        return f"CurvatureOperator(curvature={self.curvature!r}, loss={self.loss!r}, dim={self.dim}, n={self.n})"

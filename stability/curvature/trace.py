@@ -13,14 +13,15 @@ from the ``generator`` passed (default: one seeded with 0), never from the globa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from stability.checks import check_count
 from stability.curvature.operators import apply_block, as_operator, random_vectors, seeded
-from stability.errors import BadInputError
+from stability.serialize import omitted
 
 
 @dataclass(frozen=True)
@@ -34,17 +35,22 @@ class TraceResult:
         samples: ``(m,)`` independent unbiased estimates of the trace.
         num_hvps: operator products spent.
         method: ``hutchinson``, ``hutch++`` or ``slq``.
+
+    :func:`stability.serialize.to_json` writes ``num_samples`` in place of the samples themselves.
     """
 
     estimate: float
     stderr: float
-    samples: Tensor = field(repr=False)
+    samples: Tensor = omitted()
     num_hvps: int
     method: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"estimate": self.estimate, "stderr": self.stderr, "num_samples": len(self.samples),
-                "num_hvps": self.num_hvps, "method": self.method}
+    __json_properties__ = ("num_samples",)
+
+    @property
+    def num_samples(self) -> int:
+        """``m``, the number of independent estimates averaged."""
+        return len(self.samples)
 
 
 def _summarize(samples: Tensor, num_hvps: int, method: str) -> TraceResult:
@@ -54,11 +60,6 @@ def _summarize(samples: Tensor, num_hvps: int, method: str) -> TraceResult:
     return TraceResult(float(samples.mean()), stderr, samples, num_hvps, method)
 
 
-def _check_count(name: str, value: int, least: int) -> None:
-    if not (isinstance(value, int) and value >= least):
-        raise BadInputError(f"{name} must be an integer of at least {least}, got {value!r}")
-
-
 def _probes_times_op(op: Any, Z: Tensor, block_size: int) -> Tensor:
     """``diag(Zᵀ A Z)`` for ``Z: (D, m)``, applying ``A`` to ``block_size`` columns at a time."""
     out = [(Zb * apply_block(op, Zb)).sum(0) for Zb in Z.split(block_size, dim=1)]
@@ -66,7 +67,7 @@ def _probes_times_op(op: Any, Z: Tensor, block_size: int) -> Tensor:
 
 
 def hutchinson_trace(
-    op: Any, num_samples: int, *, generator: torch.Generator | None = None, block_size: int = 1
+    op: Any, num_probes: int, *, generator: torch.Generator | None = None, block_size: int = 1
 ) -> TraceResult:
     """Hutchinson's estimate ``tr A ≈ (1/m) Σ_i z_iᵀ A z_i``, ``z_i`` Rademacher in ``{±1}^D``.
 
@@ -75,11 +76,11 @@ def hutchinson_trace(
     ``matmat``; memory grows with ``block_size``).
     """
     op = as_operator(op)
-    _check_count("num_samples", num_samples, 1)
-    _check_count("block_size", block_size, 1)
-    Z = random_vectors(op.dim, num_samples, dtype=op.dtype, device=op.device, generator=seeded(generator),
+    check_count("num_probes", num_probes, 1)
+    check_count("block_size", block_size, 1)
+    Z = random_vectors(op.dim, num_probes, dtype=op.dtype, device=op.device, generator=seeded(generator),
                        kind="rademacher")
-    return _summarize(_probes_times_op(op, Z, block_size), num_samples, "hutchinson")
+    return _summarize(_probes_times_op(op, Z, block_size), num_probes, "hutchinson")
 
 
 def hutchpp_trace(
@@ -97,8 +98,8 @@ def hutchpp_trace(
     Cost: ``2s + g = num_hvps`` products; ``2 s D`` memory for the sketch.
     """
     op = as_operator(op)
-    _check_count("num_hvps", num_hvps, 3)
-    _check_count("block_size", block_size, 1)
+    check_count("num_hvps", num_hvps, 3)
+    check_count("block_size", block_size, 1)
     s = num_hvps // 3
     g = num_hvps - 2 * s
     generator = seeded(generator)

@@ -7,19 +7,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import vmap
 
 from stability.curvature.lanczos import EigenResult, top_eigenvalues
+from stability.curvature.measures import seed_generator
+from stability.curvature.operators import Operator
 from stability.curvature.products import CurvatureOperator
 from stability.errors import BadInputError
-from stability.functional import flatten
+from stability.functional import FunctionalModel, Params, flatten
 
 
-class NonUniformityOperator:
+class NonUniformityOperator(Operator):
     """``v ↦ Σ v = (1/n) Σ_i C_i (C_i v) − C (C v)`` for the per-sample curvatures ``C_i`` of an operator.
 
-    With ``op.which == "hessian"``, ``C_i = H_i = ∇²_θ ℓ_i`` and ``Σ`` is Wu–Ma–E's; with ``ggn``,
+    With ``op.curvature == "hessian"``, ``C_i = H_i = ∇²_θ ℓ_i`` and ``Σ`` is Wu–Ma–E's; with ``ggn``,
     ``C_i = J_iᵀ Λ_i J_i``. ``Σ = (1/n) Σ_i (C_i − C)² ⪰ 0``.
 
     Per-sample products ``C_i v`` are taken with ``vmap`` over the samples of each chunk of ``op``
@@ -58,26 +60,30 @@ class NonUniformityOperator:
 
 @dataclass(frozen=True)
 class NonUniformity:
-    """``s = sqrt(λ_max(Σ))`` with the eigen-solve that produced it (``eigen.num_hvps`` counts Σ-products)."""
+    """``s = sqrt(λ_max(Σ))`` with the eigen-solve that produced it (``eigen.num_hvps`` counts Σ-products)
+    and ``n_evaluated``, the number of samples ``Σ`` averages over."""
 
     s: float
     s_squared: float
     eigen: EigenResult = field(repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        eigen = {f"eigen_{k}": v for k, v in self.eigen.to_dict().items()}
-        return {"s": self.s, "s_squared": self.s_squared, **eigen}
+    n_evaluated: int = 0
 
 
 def nonuniformity(
-    op: CurvatureOperator, *, tol: float = 1e-3, max_iter: int = 100, generator: torch.Generator | None = None,
-    per_sample_chunk: int | None = None,
+    model: nn.Module | FunctionalModel, x: Tensor, y: Tensor, *, curvature: str = "hessian",
+    loss: str = "cross-entropy", params: Params | None = None, chunk_size: int | None = None,
+    subset: int | None = None, seed: int = 0, tol: float = 1e-3, max_iter: int = 100,
+    per_sample_chunk: int | None = None, **options: Any,
 ) -> NonUniformity:
     """Wu–Ma–E's non-uniformity ``s`` by Lanczos (``which="LA"``) on :class:`NonUniformityOperator`.
 
-    Cost: ``iterations + 1`` applications of ``Σ``, each ``2n`` per-sample products plus one batched one.
+    Arguments as :func:`stability.curvature.hessian_eigenvalues`; ``per_sample_chunk`` bounds the
+    per-sample products taken at once. Cost: ``iterations + 1`` applications of ``Σ``, each ``2n``
+    per-sample products plus one batched one (``n`` = ``subset`` when given).
     """
-    result = top_eigenvalues(NonUniformityOperator(op, per_sample_chunk=per_sample_chunk), 1, which="LA",
-                             tol=tol, max_iter=max_iter, generator=generator)
+    op = CurvatureOperator(model, x, y, loss=loss, curvature=curvature, params=params, chunk_size=chunk_size,
+                           subset=subset, seed=seed, **options)  # fmt: skip
+    sigma = NonUniformityOperator(op, per_sample_chunk=per_sample_chunk)
+    result = top_eigenvalues(sigma, 1, which="LA", tol=tol, max_iter=max_iter, generator=seed_generator(seed))
     s2 = float(result.eigenvalues[0])
-    return NonUniformity(math.sqrt(max(s2, 0.0)), s2, result)
+    return NonUniformity(math.sqrt(max(s2, 0.0)), s2, result, op.n)

@@ -9,11 +9,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from stability.checks import check_count, check_positive, check_positive_int
 from stability.curvature.lanczos import top_eigenvalues
 from stability.curvature.products import CurvatureOperator
 from stability.curvature.trace import hutchinson_trace
-from stability.dynamics.verdicts import _positive, gd_stability
-from stability.errors import BadInputError
+from stability.dynamics.verdicts import gd_criterion
 
 Measure = Callable[[nn.Module, Tensor, Tensor], Any]
 
@@ -27,7 +27,7 @@ class StabilityTracker:
     appends a dict to ``records``:
 
     ``step``, ``loss``, ``sharpness`` (and ``eigenvalues`` when ``k > 1``), ``sharpness_residual``,
-    ``converged``, ``num_hvps``; ``trace`` and ``trace_stderr`` when ``trace_samples > 0``;
+    ``converged``, ``num_hvps``; ``trace`` and ``trace_stderr`` (Hutchinson) when ``num_probes > 0``;
     ``eta_sharpness`` and ``gd_stable`` when ``lr`` is given; and for each ``measures[name]`` (a function
     ``(model, x, y) -> float | dict | tensor`` on the evaluation subset) its value under ``name``
     (``name.key`` for dicts).
@@ -37,21 +37,21 @@ class StabilityTracker:
     """
 
     def __init__(
-        self, x: Tensor, y: Tensor, *, loss: str = "cross-entropy", every: int = 100, which: str = "hessian",
-        subset: int | None = 1000, seed: int = 0, batch_size: int | None = None,
+        self, x: Tensor, y: Tensor, *, loss: str = "cross-entropy", every: int = 100, curvature: str = "hessian",
+        subset: int | None = 1000, seed: int = 0, chunk_size: int | None = None,
         dtype: torch.dtype | None = None, k: int = 1, tol: float = 1e-3, max_iter: int = 100,
-        trace_samples: int = 0, lr: float | None = None, measures: Mapping[str, Measure] | None = None,
+        num_probes: int = 0, lr: float | None = None, measures: Mapping[str, Measure] | None = None,
         eval_mode: bool = True,
     ) -> None:
-        if not (isinstance(every, int) and every >= 1):
-            raise BadInputError(f"every must be a positive integer, got {every!r}")
+        every = check_positive_int("every", every)
+        num_probes = check_count("num_probes", num_probes, 0)
         if lr is not None:
-            _positive("lr", lr)
+            lr = check_positive("lr", lr)
         self.x, self.y, self.every = x, y, every
         self.options: dict[str, Any] = dict(
-            loss=loss, which=which, subset=subset, seed=seed, batch_size=batch_size, dtype=dtype
+            loss=loss, curvature=curvature, subset=subset, seed=seed, chunk_size=chunk_size, dtype=dtype
         )
-        self.k, self.tol, self.max_iter, self.trace_samples, self.lr = k, tol, max_iter, trace_samples, lr
+        self.k, self.tol, self.max_iter, self.num_probes, self.lr = k, tol, max_iter, num_probes, lr
         self.measures = dict(measures or {})
         self.eval_mode = eval_mode
         self.records: list[dict[str, Any]] = []
@@ -94,11 +94,11 @@ class StabilityTracker:
         }
         if self.k > 1:
             record["eigenvalues"] = eig.eigenvalues.tolist()
-        if self.trace_samples > 0:
-            tr = hutchinson_trace(op, self.trace_samples, generator=self._generator)
+        if self.num_probes > 0:
+            tr = hutchinson_trace(op, self.num_probes, generator=self._generator)
             record.update(trace=tr.estimate, trace_stderr=tr.stderr)
         if self.lr is not None:
-            record.update(eta_sharpness=self.lr * sharp, gd_stable=gd_stability(sharp, self.lr).stable)
+            record.update(eta_sharpness=self.lr * sharp, gd_stable=gd_criterion(sharp, self.lr).stable)
         if self.measures:
             xe, ye = op.x.to(op.device), op.y.to(op.device)
             for name, fn in self.measures.items():

@@ -11,29 +11,31 @@ non-uniformity ``s² = λ_max(Σ)``, ``Σ = (1/n) Σ_i H_i² − H²`` (``H_i`` 
 linearized SGD map; in many dimensions ``a`` and ``s`` are worst-case eigenvalues of two different
 matrices, so the verdict is the paper's criterion rather than an exact characterization.
 
-:class:`StabilityTracker` records these quantities during training, independently of any training loop.
+Two layers: :func:`gd_criterion` and :func:`sgd_criterion` evaluate the conditions for numbers (``a``, ``s``,
+``η``, ``B``, ``n``); :func:`gd_stability` and :func:`sgd_stability` measure those numbers on a model and a
+batch, ``(model, x, y, *, lr, ...)``, and then apply the criteria.
+:class:`~stability.dynamics.tracking.StabilityTracker` records them during training.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
+from torch import Tensor, nn
+
+from stability.checks import check_non_negative, check_positive
 from stability.curvature.lanczos import EigenResult
+from stability.curvature.measures import hessian_eigenvalues
+from stability.dynamics.nonuniformity import nonuniformity as measure_nonuniformity
 from stability.errors import BadInputError
+from stability.functional import FunctionalModel, Params
 
 
-def _positive(name: str, value: float) -> float:
-    value = float(value)
-    if not (value > 0 and math.isfinite(value)):
-        raise BadInputError(f"{name} must be a positive finite number, got {value}")
-    return value
-
-
-def _sharpness(value: float | EigenResult) -> tuple[float, str]:
+def _eigenvalue(value: float | EigenResult, what: str) -> tuple[float, str]:
     if isinstance(value, EigenResult):
-        note = "" if value.converged else " The sharpness solver did not converge; the verdict is provisional."
+        note = "" if value.converged else f" The {what} solver did not converge; the verdict is provisional."
         return float(value.eigenvalues[0]), note
     value = float(value)
     if not math.isfinite(value):
@@ -46,7 +48,8 @@ class GDVerdict:
     """Linear stability of full-batch GD at a point with sharpness ``λ_max``.
 
     Attributes: ``eta_lambda = η λ_max``; ``threshold = 2/η``; ``margin = 2 − η λ_max`` (positive:
-    stable); ``stable``: ``0 ≤ η λ_max ≤ 2`` and no negative curvature reported; ``note`` in words.
+    stable); ``stable``: ``0 ≤ η λ_max ≤ 2`` and no negative curvature reported; ``note`` in words;
+    ``lambda_min``: the most negative curvature, when it was measured (``None`` otherwise).
     """
 
     sharpness: float
@@ -56,33 +59,41 @@ class GDVerdict:
     margin: float
     stable: bool
     note: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    lambda_min: float | None = None
 
 
-def gd_stability(sharpness: float | EigenResult, lr: float, *, lambda_min: float | None = None) -> GDVerdict:
+def gd_criterion(
+    sharpness: float | EigenResult, lr: float, *, lambda_min: float | EigenResult | None = None
+) -> GDVerdict:
     """Compare ``η λ_max`` with 2.
 
     ``|1 − η λ| ≤ 1`` for every eigenvalue ``λ`` of ``H`` is needed for the GD map to keep a fixed point;
     with ``H ⪰ 0`` that is ``η λ_max ≤ 2`` (``= 2`` is the marginal edge). Pass ``lambda_min`` (e.g.
     from ``top_eigenvalues(op, which="SA")``) to also catch negative curvature, which GD moves away from.
-    ``sharpness`` may be an :class:`EigenResult`; its convergence is then reflected in the note.
+    ``sharpness`` and ``lambda_min`` may be :class:`EigenResult` s; their convergence is then reflected
+    in the note, and a measured ``λ_min`` counts as negative only beyond the solve's accuracy,
+    ``λ_min < −max(residual, tol · |λ_max|)`` (a Ritz value with residual ``r`` is within ``r`` of an
+    eigenvalue): cross-entropy Hessians are singular (softmax ignores a shift of all logits), and a zero
+    eigenvalue found as ``−1e-17`` is not a saddle.
     """
-    lam, caveat = _sharpness(sharpness)
-    lr = _positive("lr", lr)
+    lam, caveat = _eigenvalue(sharpness, "sharpness")
+    lr = check_positive("lr", lr)
+    low, low_caveat = _eigenvalue(lambda_min, "λ_min") if lambda_min is not None else (None, "")
+    slack = 0.0
+    if isinstance(lambda_min, EigenResult):
+        slack = max(float(lambda_min.residuals[0]), lambda_min.tol * abs(lam))
     eta_lambda = lr * lam
     stable = 0 <= eta_lambda <= 2
-    if lambda_min is not None and float(lambda_min) < 0:
+    if low is not None and low + slack < 0:
         stable = False
-        note = f"negative curvature λ_min = {float(lambda_min):.3g}: a saddle, which GD leaves."
+        note = f"negative curvature λ_min = {low:.3g}: a saddle, which GD leaves."
     elif lam < 0:
         note = "λ_max < 0: every direction curves down, so this is not a minimum."
     elif stable:
         note = f"stable: η λ_max = {eta_lambda:.4g} ≤ 2 (sharpness {lam:.4g} ≤ 2/η = {2 / lr:.4g})."
     else:
         note = f"unstable: η λ_max = {eta_lambda:.4g} > 2 (sharpness {lam:.4g} > 2/η = {2 / lr:.4g})."
-    return GDVerdict(lam, lr, eta_lambda, 2 / lr, 2 - eta_lambda, stable, note + caveat)
+    return GDVerdict(lam, lr, eta_lambda, 2 / lr, 2 - eta_lambda, stable, note + caveat + low_caveat, low)
 
 
 @dataclass(frozen=True)
@@ -108,11 +119,8 @@ class SGDVerdict:
     stable: bool
     note: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-
-def sgd_stability(
+def sgd_criterion(
     sharpness: float | EigenResult, nonuniformity: float, lr: float, batch_size: int, n: int
 ) -> SGDVerdict:
     """Evaluate the Wu–Ma–E condition (module docstring) for sharpness ``a``, non-uniformity ``s ≥ 0``.
@@ -120,11 +128,9 @@ def sgd_stability(
     ``B = n`` gives ``c = 0`` and the GD condition ``0 ≤ η a ≤ 2``; smaller batches add the noise term,
     so a non-uniform minimum (large ``s``) can be stable for GD and unstable for SGD.
     """
-    a, caveat = _sharpness(sharpness)
-    s = float(nonuniformity)
-    if not (s >= 0 and math.isfinite(s)):
-        raise BadInputError(f"nonuniformity s must be a non-negative finite number, got {s}")
-    lr = _positive("lr", lr)
+    a, caveat = _eigenvalue(sharpness, "sharpness")
+    s = check_non_negative("nonuniformity s", nonuniformity)
+    lr = check_positive("lr", lr)
     if not (isinstance(n, int) and isinstance(batch_size, int) and 1 <= batch_size <= n):
         raise BadInputError(f"need integers 1 <= batch_size <= n, got batch_size={batch_size!r}, n={n!r}")
     c = 0.0 if batch_size == n else (n - batch_size) / (batch_size * (n - 1))
@@ -137,3 +143,39 @@ def sgd_stability(
     note = (f"{verdict}: (1 − η a)² = {drift:.4g} plus noise η² s² c = {noise:.4g} gives {lhs:.4g} "
             f"{'≤' if stable else '>'} 1; the largest stable step size here is {max_lr:.4g}.")
     return SGDVerdict(a, s, lr, batch_size, n, c, drift, noise, lhs, 1 - lhs, max_lr, stable, note + caveat)
+
+
+def gd_stability(
+    model: nn.Module | FunctionalModel, x: Tensor, y: Tensor, *, lr: float, loss: str = "cross-entropy",
+    params: Params | None = None, chunk_size: int | None = None, subset: int | None = None, seed: int = 0,
+    tol: float = 1e-3, max_iter: int = 100, **options: Any,
+) -> GDVerdict:
+    """The GD verdict of :func:`gd_criterion` at the model's point, with ``λ_max`` and ``λ_min`` of the
+    Hessian measured by Lanczos (``which="LA"`` and ``"SA"``), so that a saddle is reported as one.
+
+    Arguments as :func:`stability.curvature.hessian_eigenvalues`. Cost: two Lanczos solves, at most
+    ``2 (max_iter + 1)`` Hessian-vector products.
+    """
+    lr = check_positive("lr", lr)
+    common = dict(curvature="hessian", loss=loss, params=params, chunk_size=chunk_size, subset=subset, seed=seed,
+                  tol=tol, max_iter=max_iter, **options)  # fmt: skip
+    top = hessian_eigenvalues(model, x, y, which="LA", **common)
+    bottom = hessian_eigenvalues(model, x, y, which="SA", **common)
+    return gd_criterion(top, lr, lambda_min=bottom)
+
+
+def sgd_stability(
+    model: nn.Module | FunctionalModel, x: Tensor, y: Tensor, *, lr: float, batch_size: int,
+    loss: str = "cross-entropy", params: Params | None = None, chunk_size: int | None = None,
+    subset: int | None = None, seed: int = 0, tol: float = 1e-3, max_iter: int = 100, **options: Any,
+) -> SGDVerdict:
+    """The Wu–Ma–E verdict of :func:`sgd_criterion` for minibatches of ``batch_size`` drawn from the
+    ``n = len(x)`` samples, with the sharpness ``a`` and the non-uniformity ``s`` measured on the model
+    (on a seeded ``subset`` of the samples when given; ``s`` costs two per-sample products per sample).
+    """
+    lr = check_positive("lr", lr)
+    common = dict(loss=loss, params=params, chunk_size=chunk_size, subset=subset, seed=seed, tol=tol,
+                  max_iter=max_iter, **options)  # fmt: skip
+    top = hessian_eigenvalues(model, x, y, **common)
+    s = measure_nonuniformity(model, x, y, **common)
+    return sgd_criterion(top, s.s, lr, batch_size, x.shape[0])
