@@ -132,8 +132,8 @@ def bench_model(
     x = torch.randn((batch, *INPUT_SHAPE), generator=gen, device=device)
     n_loop = min(loop_samples, batch)
 
-    ours = input_jacobian(fm, fm.params, x)
-    all_rows = input_jacobian(fm, fm.params, x, vjp_chunk_size=None)
+    ours = input_jacobian(fm, x)
+    all_rows = input_jacobian(fm, x, vjp_chunk_size=None)
     limit = limit_jacobians(module, x)
     loop = loop_jacobians(module, x[:n_loop])
     scale = ours.abs().max().item()
@@ -150,8 +150,8 @@ def bench_model(
 
     t = median_times(
         {
-            "ours": lambda: input_jacobian(fm, fm.params, x),
-            "ours_all_rows": lambda: input_jacobian(fm, fm.params, x, vjp_chunk_size=None),
+            "ours": lambda: input_jacobian(fm, x),
+            "ours_all_rows": lambda: input_jacobian(fm, x, vjp_chunk_size=None),
             "limit": lambda: limit_jacobians(module, x),
             "loop": lambda: loop_jacobians(module, x[:n_loop]),
         },

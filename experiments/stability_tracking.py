@@ -82,12 +82,12 @@ def tracker(p: Protocol, training: TrainSpec):
         test_x = data.test.x
 
         def jacobian(model, x, y) -> dict[str, float]:
-            return {"train": float(jacobian_frobenius(model, None, x).mean()),
-                    "test": float(jacobian_frobenius(model, None, test_x).mean())}  # fmt: skip
+            return {"train": float(jacobian_frobenius(model, x).mean()),
+                    "test": float(jacobian_frobenius(model, test_x).mean())}  # fmt: skip
 
         return StabilityTracker(
             data.train.x, data.train.y, loss=training.loss, subset=p.subset, lr=training.lr,
-            trace_samples=p.trace_samples, measures={"jacobian": jacobian},
+            num_probes=p.trace_samples, measures={"jacobian": jacobian},
         )  # fmt: skip
 
     return make

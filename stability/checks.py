@@ -11,10 +11,12 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-
-import torch
+from typing import TYPE_CHECKING
 
 from stability.errors import BadInputError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "as_generator", "check_choice", "check_chunk_size", "check_count", "check_index", "check_non_negative",
@@ -105,6 +107,8 @@ def as_generator(
     generator: torch.Generator | int, device: torch.device | str, name: str = "generator"
 ) -> torch.Generator:
     """The caller's generator (checked to live on ``device``'s type), or a fresh one seeded with the integer."""
+    import torch  # here, so that the specs can check their values without loading torch
+
     device = torch.device(device)
     if isinstance(generator, torch.Generator):
         if torch.device(generator.device).type != device.type:

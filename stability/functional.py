@@ -101,16 +101,22 @@ def functionalize(
     for name, b in module.named_buffers():
         constants[name] = _cast(b.detach(), dtype)
     if not params:
-        raise ValueError("param_filter selected no parameters; check the names with model.named_parameters()")
+        raise BadInputError(
+            "param_filter selected no parameters; check the names with model.named_parameters()"
+        )
     return FunctionalModel(module=module, params=params, constants=constants)
 
 
-def _as_predicate(param_filter: Callable[[str], bool] | Iterable[str] | None) -> Callable[[str], bool]:
+ParamFilter = Callable[[str], bool] | Iterable[str] | str | None
+
+
+def _as_predicate(param_filter: ParamFilter) -> Callable[[str], bool]:
+    """``param_filter`` (None: all; a predicate; one name; a collection of names) as a predicate on names."""
     if param_filter is None:
         return lambda name: True
     if callable(param_filter):
         return param_filter
-    names = frozenset(param_filter)
+    names = frozenset([param_filter] if isinstance(param_filter, str) else param_filter)
     return names.__contains__
 
 
@@ -134,54 +140,63 @@ def unflatten(vec: Tensor, like: dict[str, Tensor]) -> dict[str, Tensor]:
     return {name: part.view_as(t) for (name, t), part in zip(like.items(), vec.split(sizes))}
 
 
-def _predicate(param_filter: Callable[[str], bool] | Iterable[str] | None) -> Callable[[str], bool]:
-    if param_filter is None:
-        return lambda name: True
-    if callable(param_filter):
-        return param_filter
-    names = frozenset([param_filter] if isinstance(param_filter, str) else param_filter)
-    return names.__contains__
-
-
 def as_functional(
-    model: nn.Module | FunctionalModel, dtype: torch.dtype | None,
-    param_filter: Callable[[str], bool] | Iterable[str] | None, allow_stochastic: bool,
+    model: nn.Module | FunctionalModel,
+    dtype: torch.dtype | None = None,
+    param_filter: ParamFilter = None,
+    allow_stochastic: bool = False,
+    *,
+    params: Params | None = None,
 ) -> FunctionalModel:
-    """``model`` as a :class:`FunctionalModel` whose differentiable parameters pass ``param_filter``."""
-    keep = _predicate(param_filter)
+    """The one way a measure accepts a model: ``model`` as a :class:`FunctionalModel`.
+
+    A plain ``nn.Module`` is functionalized (:func:`functionalize`); a :class:`FunctionalModel` is kept,
+    its floating tensors cast to ``dtype``. The differentiable parameters are those passing
+    ``param_filter`` (the rest become constants); with ``params``, the differentiable parameters (and any
+    other entries given) are taken from that dict instead of the model (the point ``θ`` to evaluate at).
+
+    Raises:
+        BadInputError: ``model`` is neither, ``param_filter`` selects nothing, or ``params`` lacks a name.
+        NonDeterministicModelError: see :func:`functionalize`.
+    """
+    keep = _as_predicate(param_filter)
     if isinstance(model, nn.Module):
         names = [name for name, _ in model.named_parameters()]
     elif isinstance(model, FunctionalModel):
         names = list(model.params)
     else:
-        raise BadInputError(f"model must be an nn.Module or a FunctionalModel, got {type(model).__name__}")
+        raise BadInputError(
+            f"model must be a FunctionalModel or an nn.Module, got {type(model).__name__}; "
+            "pass the network itself or stability.functional.functionalize(module)"
+        )
     if not any(keep(name) for name in names):
         have = ", ".join(names[:4]) or "none"
         raise BadInputError(f"no differentiable parameters selected (the model has: {have}); check param_filter")
     if isinstance(model, nn.Module):
-        return functionalize(model, dtype=dtype, param_filter=keep, allow_stochastic=allow_stochastic)
+        fmodel = functionalize(model, dtype=dtype, param_filter=keep, allow_stochastic=allow_stochastic)
+    else:
+        chosen, constants = {}, {k: _cast(t, dtype) for k, t in model.constants.items()}
+        for name, t in model.params.items():
+            (chosen if keep(name) else constants)[name] = _cast(t, dtype)
+        fmodel = FunctionalModel(module=model.module, params=chosen, constants=constants)
+    return fmodel if params is None else _at_point(fmodel, params, dtype)
 
-    def cast(t: Tensor) -> Tensor:
-        return t.to(dtype) if dtype is not None and t.is_floating_point() else t
 
-    params, constants = {}, {k: cast(t) for k, t in model.constants.items()}
-    for name, t in model.params.items():
-        (params if keep(name) else constants)[name] = cast(t)
-    return FunctionalModel(module=model.module, params=params, constants=constants)
+def check_params(fmodel: FunctionalModel, params: Params) -> Params:
+    """``params``, refused unless it is a dict holding every differentiable parameter of ``fmodel``."""
+    if not isinstance(params, dict):
+        raise BadInputError(f"params must be a dict of tensors keyed like model.params, got {type(params).__name__}")
+    missing = sorted(set(fmodel.params) - set(params))
+    if missing:
+        raise BadInputError(f"params lacks {', '.join(missing[:3])}; pass a dict keyed like model.params")
+    return params
 
 
 def _at_point(fmodel: FunctionalModel, params: Params, dtype: torch.dtype | None) -> FunctionalModel:
     """The same function with its differentiable parameters (and any others given) taken from ``params``."""
-    missing = sorted(set(fmodel.params) - set(params))
-    if missing:
-        raise BadInputError(f"params lacks {', '.join(missing[:3])}; pass a dict keyed like model.params")
-
-    def cast(t: Tensor) -> Tensor:
-        t = t.detach()
-        return t.to(dtype) if dtype is not None and t.is_floating_point() else t
-
-    chosen = {k: cast(params[k]) for k in fmodel.params}
-    constants = {**fmodel.constants, **{k: cast(t) for k, t in params.items() if k not in chosen}}
+    check_params(fmodel, params)
+    chosen = {k: _cast(params[k].detach(), dtype) for k in fmodel.params}
+    constants = {**fmodel.constants, **{k: _cast(t.detach(), dtype) for k, t in params.items() if k not in chosen}}
     return FunctionalModel(fmodel.module, chosen, constants)
 
 

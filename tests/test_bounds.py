@@ -5,7 +5,7 @@ from __future__ import annotations
 import cases
 import pytest
 import torch
-from cases import gen
+from cases import dense_output_hessian, gen
 from cases import small_mlp as mlp
 from torch import nn
 from torch.autograd.functional import jacobian
@@ -80,13 +80,13 @@ def test_scalar_model_at_interpolation_factorizes_exactly() -> None:
     model, x = mlp(c=1), inputs()
     y = model(x).detach()[:, 0]  # real targets on the model: every residual is exactly zero
     lr, n = 0.3, x.shape[0]
-    sens = update_input_sensitivity(model, x, y, lr=lr, loss="mse", batch_size=3, exact=True)
+    sens = update_input_sensitivity(model, x, y, lr=lr, loss="mse", chunk_size=3, exact=True)
     jt, jx = per_sample_factors(model, x)
     factor = torch.stack([(lr / n) * a.norm() * b.norm() for a, b in zip(jt, jx)])
     for field in (sens.gauss_newton_fro, sens.gauss_newton_spectral, sens.product_bound, sens.exact_fro):
         torch.testing.assert_close(field, factor, rtol=1e-10, atol=0)
     for i in (0, 5):
-        full = gd_map_input_jacobian(model, x, y, i, lr=lr, loss="mse")
+        full = gd_map_input_jacobian(model, x, y, index=i, lr=lr, loss="mse")
         assert float(full.norm()) == pytest.approx(float(factor[i]), rel=1e-10)
     assert sens.assumptions == {"loss_is_mse": True, "at_interpolation": True}
     assert float(sens.residual.max()) < 1e-14  # batched vs single-sample forward rounding only
@@ -99,7 +99,7 @@ def test_multi_output_at_interpolation_norms_equal_the_gd_map_jacobian() -> None
     sens = update_input_sensitivity(model, x, y, lr=lr, loss="mse")
     jt, jx = per_sample_factors(model, x)
     for i in range(n):
-        full = gd_map_input_jacobian(model, x, y, i, lr=lr, loss="mse").reshape(-1, 6)
+        full = gd_map_input_jacobian(model, x, y, index=i, lr=lr, loss="mse").reshape(-1, 6)
         torch.testing.assert_close(full, -(lr / n) * jt[i].T @ jx[i], rtol=1e-10, atol=1e-14)
         assert float(sens.gauss_newton_fro[i]) == pytest.approx(float(full.norm()), rel=1e-10)
         spectral = float(torch.linalg.matrix_norm(full, 2))
@@ -113,12 +113,43 @@ def test_multi_output_at_interpolation_norms_equal_the_gd_map_jacobian() -> None
 def test_off_interpolation_the_exact_norm_includes_the_residual_term(loss: str) -> None:
     model, x = mlp(), inputs(6)
     y = torch.randint(0, 3, (6,), generator=gen(3))
-    sens = update_input_sensitivity(model, x, y, lr=0.1, loss=loss, exact=True, batch_size=4)
+    sens = update_input_sensitivity(model, x, y, lr=0.1, loss=loss, exact=True, chunk_size=4)
     for i in (1, 4):
-        full = gd_map_input_jacobian(model, x, y, i, lr=0.1, loss=loss)
+        full = gd_map_input_jacobian(model, x, y, index=i, lr=0.1, loss=loss)
         assert float(sens.exact_fro[i]) == pytest.approx(float(full.norm()), rel=1e-10)
     assert not sens.assumptions["at_interpolation"] and "residual term" in sens.note
     assert float((sens.exact_fro - sens.gauss_newton_fro).abs().max()) > 1e-3
+
+
+def test_bounded_cross_entropy_update_sensitivity_uses_its_own_output_hessian() -> None:
+    """``(η/n) ‖J_θᵀ Λ_i J_x‖_F`` with ``Λ_i`` by autograd of ``−log softmax(softmax(f))_y`` itself, and the
+    exact norm against autodiff of the whole GD map."""
+    model, x = mlp(), inputs(5)
+    y = torch.randint(0, 3, (5,), generator=gen(11))
+    lr, n = 0.4, 5
+    sens = update_input_sensitivity(model, x, y, lr=lr, loss="bounded-cross-entropy", exact=True, chunk_size=2)
+    jt, jx = per_sample_factors(model, x)
+
+    def bounded(z: torch.Tensor, yy: torch.Tensor) -> torch.Tensor:
+        return -torch.log_softmax(torch.softmax(z, -1), -1).gather(1, yy[:, None])[:, 0]
+
+    lam = dense_output_hessian(bounded, model(x).detach(), y)
+    for i in range(n):
+        expected = (lr / n) * (jt[i].T @ lam[i] @ jx[i]).norm()
+        assert float(sens.gauss_newton_fro[i]) == pytest.approx(float(expected), rel=1e-10)
+    for i in (0, 3):
+        full = gd_map_input_jacobian(model, x, y, index=i, lr=lr, loss="bounded-cross-entropy")
+        assert float(sens.exact_fro[i]) == pytest.approx(float(full.norm()), rel=1e-10)
+    assert "bounded-cross-entropy" in sens.note
+
+
+def test_first_layer_bound_refuses_a_loss_whose_output_hessian_is_indefinite() -> None:
+    model, x = mlp(), inputs()
+    y = torch.randint(0, 3, (8,), generator=gen(12))
+    message = ("the first-layer bound needs a loss whose output Hessian is positive semi-definite; "
+               "bounded-cross-entropy's is not")
+    with pytest.raises(BadInputError, match=message):
+        first_layer_bound(model, x, y, loss="bounded-cross-entropy")
 
 
 def train_to_interpolation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float = 0.5) -> nn.Module:
@@ -140,7 +171,7 @@ def test_first_layer_inequality_on_an_mlp_trained_to_interpolation() -> None:
     x, y = torch.randn(10, 5, generator=g, dtype=F64), torch.randint(0, 3, (10,), generator=g)
     torch.manual_seed(0)
     model = train_to_interpolation(nn.Sequential(nn.Linear(5, 64), nn.Tanh(), nn.Linear(64, 3)).to(F64), x, y)
-    bound = first_layer_bound(model, x, y, loss="mse", batch_size=4)
+    bound = first_layer_bound(model, x, y, loss="mse", chunk_size=4)
     assert bound.assumptions == {"loss_is_mse": True, "at_interpolation": True, "first_layer_linear": True,
                                  "first_layer_acts_on_input": True, "curvature_is_hessian": True}
     assert "G = H" in bound.note
@@ -164,7 +195,7 @@ def test_first_layer_inequality_on_an_mlp_trained_to_interpolation() -> None:
 def test_cross_entropy_bound_is_stated_about_the_gauss_newton_matrix() -> None:
     model, x = mlp(), inputs()
     y = torch.randint(0, 3, (8,), generator=gen(4))
-    bound = first_layer_bound(model, x, y, loss="cross-entropy", hessian_trace_samples=8, generator=gen(5))
+    bound = first_layer_bound(model, x, y, loss="cross-entropy", num_probes=8, generator=gen(5))
     assert not bound.assumptions["loss_is_mse"] and not bound.assumptions["curvature_is_hessian"]
     assert "Gauss-Newton matrix G is used in place of H" in bound.note
     assert bound.holds and bound.max_sample_ratio <= 1 + 1e-12
@@ -189,7 +220,7 @@ def test_bad_inputs_raise() -> None:
     with pytest.raises(BadInputError, match="lr"):
         update_input_sensitivity(model, x, y, lr=0.0)
     with pytest.raises(BadInputError, match="index"):
-        gd_map_input_jacobian(model, x, y, 8, lr=0.1)
+        gd_map_input_jacobian(model, x, y, index=8, lr=0.1)
     with pytest.raises(BadInputError, match="same number"):
         first_layer_bound(model, x, y[:3])
     with pytest.raises(BadInputError, match="loss"):

@@ -28,6 +28,7 @@ from stability.dynamics.nonuniformity import nonuniformity
 from stability.dynamics.verdicts import gd_stability, sgd_stability
 from stability.errors import BadInputError
 from stability.sensitivity.one_step import update_input_sensitivity
+from stability.serialize import to_json
 
 CURVATURE_LOSSES = ("cross-entropy", "mse")
 
@@ -136,10 +137,10 @@ def analyze_curvature(
     curvature["nonuniformity"].pop("eigen_eigenvectors", None)
     idx = seeded_subset(n, o.subset, o.seed)
     xs, ys = (x, y) if idx is None else (x[idx.to(device)], y[idx.to(device)])
-    bound = first_layer_bound(model, xs, ys, loss=loss, batch_size=o.chunk_size)
-    update = update_input_sensitivity(model, xs, ys, lr=lr, loss=loss, batch_size=o.chunk_size)
+    bound = first_layer_bound(model, xs, ys, loss=loss, chunk_size=o.chunk_size)
+    update = update_input_sensitivity(model, xs, ys, lr=lr, loss=loss, chunk_size=o.chunk_size)
     bounds = {
-        "first_layer": _plain(bound.to_dict()),
+        "first_layer": to_json(bound),
         "update_input_sensitivity": {
             "lr": lr,
             **{key: summarize(getattr(update, key)) for key in

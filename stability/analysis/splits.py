@@ -20,7 +20,7 @@ from stability.analysis.summary import summarize
 from stability.curvature.products import seeded_subset
 from stability.data.bundle import DataBundle, Split
 from stability.functional import FunctionalModel, functionalize
-from stability.losses import per_sample_loss
+from stability.losses import get_loss
 from stability.sensitivity.jacobian import (
     data_direction,
     input_jacobian,
@@ -149,7 +149,7 @@ def analyze_split(
     chunk = o.chunk_size
     with torch.no_grad():
         logits = torch.cat([fm(params, xb) for xb in x.split(chunk or 1024)])
-    losses = per_sample_loss(loss_name, logits, y)
+    losses = get_loss(loss_name).per_sample(logits, y)
     correct = (logits.argmax(-1) == y).to(torch.float64)
     corrupted = bool((split.y != split.y_true).any())
     per_sample: dict[str, Tensor] = {"loss": losses.detach(), "correct": correct}
@@ -161,11 +161,11 @@ def analyze_split(
         # Many outputs: random projections for ‖J‖_F, power iteration (JVP/VJP pairs) for ‖J‖_2.
         for output, key in (("logits", "jacobian_frobenius"), ("softmax", "jacobian_frobenius_softmax")):
             advance(f"{name}: {key}")
-            est = jacobian_frobenius_estimate(fm, params, x, output=output, num_probes=o.probes,
+            est = jacobian_frobenius_estimate(fm, x, output=output, num_probes=o.probes,
                                               generator=o.seed, chunk_size=chunk)  # fmt: skip
             per_sample[key] = est.values
             evidence[key] = {"method": "estimate", "probes": o.probes, "mean_stderr": float(est.stderr.mean())}
-        spec = jacobian_spectral(fm, params, x, iters=o.spectral_iters, tol=o.spectral_tol, generator=o.seed,
+        spec = jacobian_spectral(fm, x, iters=o.spectral_iters, tol=o.spectral_tol, generator=o.seed,
                                  chunk_size=chunk)  # fmt: skip
         per_sample["jacobian_spectral"] = spec.values
         evidence["jacobian_spectral"] = {
@@ -175,22 +175,22 @@ def analyze_split(
     else:
         # Few outputs: the whole Jacobian costs C VJPs per sample, and gives both norms exactly.
         advance(f"{name}: jacobian_frobenius")
-        J = input_jacobian(fm, params, x, output="logits", chunk_size=chunk).flatten(2)
+        J = input_jacobian(fm, x, output="logits", chunk_size=chunk).flatten(2)
         per_sample["jacobian_frobenius"] = J.flatten(1).norm(dim=1)
         per_sample["jacobian_spectral"] = torch.linalg.matrix_norm(J, ord=2)
         evidence["jacobian_frobenius"] = evidence["jacobian_spectral"] = {"method": "exact"}
         advance(f"{name}: jacobian_frobenius_softmax")
-        per_sample["jacobian_frobenius_softmax"] = jacobian_frobenius(fm, params, x, output="softmax", chunk_size=chunk)
+        per_sample["jacobian_frobenius_softmax"] = jacobian_frobenius(fm, x, output="softmax", chunk_size=chunk)
         evidence["jacobian_frobenius_softmax"] = {"method": "exact"}
     advance(f"{name}: data_direction")
-    per_sample["data_direction"] = data_direction(fm, params, x, chunk_size=chunk)
+    per_sample["data_direction"] = data_direction(fm, x, chunk_size=chunk)
     advance(f"{name}: loss_input_gradient")
-    per_sample["loss_input_gradient"] = loss_input_gradient_norm(fm, params, x, y, loss=loss_name, chunk_size=chunk)
+    per_sample["loss_input_gradient"] = loss_input_gradient_norm(fm, x, y, loss=loss_name, chunk_size=chunk)
     advance(f"{name}: noise")
-    noise = noise_sensitivity(fm, params, x, sigma=o.sigma, num_samples=o.noise_samples, generator=o.seed,
+    noise = noise_sensitivity(fm, x, sigma=o.sigma, num_probes=o.noise_samples, generator=o.seed,
                               chunk_size=chunk)  # fmt: skip
     per_sample["noise_sensitivity"] = noise.values
-    stable = prediction_stability(fm, params, x, sigma=o.sigma, num_samples=o.noise_samples, generator=o.seed,
+    stable = prediction_stability(fm, x, sigma=o.sigma, num_probes=o.noise_samples, generator=o.seed,
                                   chunk_size=chunk)  # fmt: skip
     per_sample["prediction_stability"] = stable.values
     evidence["noise"] = {"sigma": o.sigma, "samples": o.noise_samples, "mean_stderr": float(noise.stderr.mean())}
@@ -202,7 +202,7 @@ def analyze_split(
         accuracy=float(correct.mean()),
         loss=float(losses.mean()),
         accuracy_true=float((logits.argmax(-1) == split.y_true).double().mean()) if corrupted else None,
-        loss_true=float(per_sample_loss(loss_name, logits, split.y_true).mean()) if corrupted else None,
+        loss_true=float(get_loss(loss_name).per_sample(logits, split.y_true).mean()) if corrupted else None,
         measures={key: summarize(per_sample[key]) for key in MEASURES},
         evidence=evidence,
         per_sample={k: v.detach().cpu() for k, v in per_sample.items()},

@@ -1,9 +1,10 @@
 """From parameter stability to input stability: both sides of THEORY.md section 2, computed on a model.
 
 Notation, per sample ``i``: ``f_i = f(θ, x_i) ∈ R^C``, ``J_θ = ∂f_i/∂θ  (C × D)``, ``J_x = ∂f_i/∂x  (C × d)``
-(``x`` flattened), ``r_i = ∇_f ℓ_i`` (``f_i − t_i`` for MSE, ``p_i − e_{y_i}`` for cross-entropy),
-``Λ_i = ∇²_f ℓ_i`` (``I`` for MSE, ``diag p − p pᵀ`` for cross-entropy), ``G = (1/n) Σ_i J_θᵀ Λ_i J_θ`` the
-Gauss-Newton matrix. At an interpolating minimum of MSE (all ``r_i = 0``), ``G = H``.
+(``x`` flattened), ``r_i = ∇_f ℓ_i`` and ``Λ_i = ∇²_f ℓ_i`` the loss's output gradient and Hessian from
+the registry :mod:`stability.losses` (``f_i − t_i`` and ``I`` for MSE, ``p_i − e_{y_i}`` and
+``diag p − p pᵀ`` for cross-entropy), ``G = (1/n) Σ_i J_θᵀ Λ_i J_θ`` the Gauss-Newton matrix. At an
+interpolating minimum of MSE (all ``r_i = 0``), ``G = H``.
 
 1. **The GD map's sensitivity to a training input** (:func:`update_input_sensitivity`). For
    ``G(θ, X) = θ − η ∇_θ L``, ``L = (1/n) Σ_j ℓ_j``, only ``ℓ_i`` depends on ``x_i``, and
@@ -23,7 +24,8 @@ Gauss-Newton matrix. At an interpolating minimum of MSE (all ``r_i = 0``), ``G =
 
    with ``G_WW`` the first-layer block of ``G``. This always holds; it is a statement about the Hessian
    ``(1/n) Σ ‖x_i‖² ‖J_x‖_F² ≤ ‖W‖₂² tr H`` only for MSE at interpolation. With cross-entropy, or off
-   interpolation, the Gauss-Newton matrix stands in for ``H`` and the result says so.
+   interpolation, the Gauss-Newton matrix stands in for ``H`` and the result says so. The rotation needs
+   ``Λ_i ⪰ 0``: a loss whose output Hessian is indefinite (``bounded-cross-entropy``) is refused.
 
 3. **The identity** ``xᵀ ∇_x f_c = ⟨W, ∇_W f_c⟩`` (:func:`first_layer_identity`), both sides being
    ``(∂f_c/∂z)ᵀ W x``. A bias changes neither ``∇_x f`` nor ``∇_W f``, so the identity holds with or
@@ -35,20 +37,20 @@ Gauss-Newton matrix. At an interpolating minimum of MSE (all ``r_i = 0``), ``G =
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.func import vjp
 
+from stability.checks import check_count
 from stability.curvature.lanczos import top_eigenvalues
 from stability.curvature.products import CurvatureOperator
 from stability.curvature.trace import hutchinson_trace
 from stability.errors import BadInputError
-from stability.functional import FunctionalModel, as_functional
-from stability.losses import mean_loss
-from stability.sensitivity.one_step import _gram, _jacobians, _output_hessian, _output_residual, _prepare
+from stability.functional import FunctionalModel, Params, as_functional
+from stability.sensitivity.one_step import _gram, _jacobians, _prepare
+from stability.serialize import omitted
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -70,7 +72,7 @@ class FirstLayer:
 
 def find_first_layer(model: nn.Module | FunctionalModel, x: Tensor) -> FirstLayer:
     """Run one sample of ``x`` through the model with hooks and name the first dense or conv layer hit."""
-    fm = as_functional(model, None, None, False)
+    fm = as_functional(model)
     names = {id(m): name for name, m in fm.module.named_modules()}
     seen: list[tuple[nn.Module, Tensor]] = []
 
@@ -112,18 +114,21 @@ class LayerIdentity:
     """
 
     layer: FirstLayer
-    lhs: Tensor = field(repr=False)
-    rhs: Tensor = field(repr=False)
-    bias_term: Tensor | None = field(repr=False)
+    lhs: Tensor = omitted()
+    rhs: Tensor = omitted()
+    bias_term: Tensor | None = omitted()
     max_abs_error: float
     scale: float
 
 
 def first_layer_identity(
-    model: nn.Module | FunctionalModel, x: Tensor, *, batch_size: int | None = None
+    model: nn.Module | FunctionalModel, x: Tensor, *, params: Params | None = None, chunk_size: int | None = None
 ) -> LayerIdentity:
-    """Check ``xᵀ ∇_x f = ⟨W, ∇_W f⟩`` (module docstring, item 3) by per-sample autodiff."""
-    fm, chunks = _prepare(model, x, None, None, batch_size)
+    """Check ``xᵀ ∇_x f = ⟨W, ∇_W f⟩`` (module docstring, item 3) by per-sample autodiff.
+
+    Cost: per sample ``C`` reverse passes (``vmap(jacrev)``, memory ``chunk_size · C · (D + d)``).
+    """
+    fm, _, chunks = _prepare(model, x, None, None, chunk_size, params)
     layer = find_first_layer(fm, x)
     lhs, rhs, bias = [], [], []
     for xb, _ in chunks:
@@ -197,35 +202,40 @@ class FirstLayerBound:
     assumptions: dict[str, bool]
     note: str
 
-    def to_dict(self) -> dict[str, Any]:
-        out = dict(self.__dict__)
-        out["first_layer"] = dict(self.first_layer.__dict__)
-        return out
-
 
 def first_layer_bound(
-    model: nn.Module | FunctionalModel, x: Tensor, y: Tensor, *, loss: str = "mse",
-    batch_size: int | None = None, interpolation_tol: float = 1e-3, hessian_trace_samples: int = 0,
+    model: nn.Module | FunctionalModel, x: Tensor, y: Tensor, *, params: Params | None = None, loss: str = "mse",
+    chunk_size: int | None = None, interpolation_tol: float = 1e-3, num_probes: int = 0,
     generator: torch.Generator | None = None,
 ) -> FirstLayerBound:
     """Compute both sides of the first-layer inequality and say which of its assumptions hold.
 
-    Cost: per sample ``C`` reverse passes (``vmap(jacrev)``, memory ``batch_size · C · (D + d)``); plus
-    ``hessian_trace_samples`` HVPs over the data when asked; for a conv first layer, a Lanczos solve
-    for the convolution's operator norm.
+    ``Λ_i`` is the loss's own output Hessian (:mod:`stability.losses`); the bound rotates the outputs by
+    ``Λ_i^{1/2}``, so it needs ``Λ_i ⪰ 0`` and refuses a loss whose output Hessian is indefinite
+    (``bounded-cross-entropy``). ``num_probes > 0`` adds a Hutchinson estimate of ``tr H`` from that
+    many probes drawn from ``generator``.
+
+    Cost: per sample ``C`` reverse passes (``vmap(jacrev)``, memory ``chunk_size · C · (D + d)``); plus
+    ``num_probes`` HVPs over the data when asked; for a conv first layer, a Lanczos solve for the
+    convolution's operator norm.
     """
-    fm, chunks = _prepare(model, x, y, loss, batch_size)
+    fm, entry, chunks = _prepare(model, x, y, loss, chunk_size, params)
+    if not entry.convex:
+        raise BadInputError(
+            f"the first-layer bound needs a loss whose output Hessian is positive semi-definite; {loss}'s is not "
+            "(use loss='mse' or 'cross-entropy')"
+        )
     layer = find_first_layer(fm, x)
     lhs_i, tr_i, trw_i, res_i, loss_i = [], [], [], [], []
     for xb, yb in chunks:
         out, jp, jx = _jacobians(fm, fm.params, xb)
-        lam = _output_hessian(loss, out)
+        lam = entry.output_hessian(out, yb)
         # ‖Λ^{1/2} J‖_F² = ⟨Λ, J Jᵀ⟩: only C × C Gram matrices are needed.
         lhs_i.append(xb.reshape(xb.shape[0], -1).pow(2).sum(1) * (lam * _gram(jx)).sum((1, 2)))
         tr_i.append((lam * sum(_gram(j) for j in jp.values())).sum((1, 2)))
         trw_i.append((lam * _gram(jp[layer.weight])).sum((1, 2)))
-        res_i.append(_output_residual(loss, out, yb).norm(dim=1))
-        loss_i.append(mean_loss(loss, out, yb) * xb.shape[0])
+        res_i.append(entry.output_gradient(out, yb).norm(dim=1))
+        loss_i.append(entry.mean(out, yb) * xb.shape[0])
     lhs_s, tr_s, trw_s = (torch.cat(t).detach() for t in (lhs_i, tr_i, trw_i))
     n = x.shape[0]
     w_norm = _operator_norm(fm, layer, x[:1].to(lhs_s.device, lhs_s.dtype))
@@ -234,9 +244,9 @@ def first_layer_bound(
     per_sample = lhs_s / (w_norm**2 * trw_s).clamp_min(torch.finfo(lhs_s.dtype).tiny)
     max_res = float(torch.cat(res_i).max())
     h_tr = h_se = None
-    if hessian_trace_samples > 0:
-        op = CurvatureOperator(fm, x, y, loss=loss, which="hessian", batch_size=batch_size)
-        est = hutchinson_trace(op, hessian_trace_samples, generator=generator)
+    if check_count("num_probes", num_probes, 0) > 0:
+        op = CurvatureOperator(fm, x, y, loss=loss, curvature="hessian", chunk_size=chunk_size)
+        est = hutchinson_trace(op, num_probes, generator=generator)
         h_tr, h_se = est.estimate, est.stderr
     assumptions = {
         "loss_is_mse": loss == "mse", "at_interpolation": max_res <= interpolation_tol,
@@ -252,7 +262,7 @@ def first_layer_bound(
                      "implied (a shared kernel's gradient sums over positions); ‖W‖₂ is the convolution's "
                      "operator norm")
     if not (assumptions["loss_is_mse"] and assumptions["at_interpolation"]):
-        why = "the loss is cross-entropy" if loss != "mse" else f"residuals reach {max_res:.3g} (no interpolation)"
+        why = f"the loss is {loss}" if loss != "mse" else f"residuals reach {max_res:.3g} (no interpolation)"
         notes.append(f"{why}, so the Gauss-Newton matrix G is used in place of H and the inequality is about "
                      "G, with the input term weighted by the output Hessian Λ")
     if not notes:

@@ -1,5 +1,5 @@
-"""Shared plumbing of the input-sensitivity measures: argument checks, the per-sample output function,
-and ``vmap`` with a loop fallback and errors that say what to do.
+"""Shared plumbing of the input-sensitivity measures: model and input resolution, the per-sample output
+function, and ``vmap`` with a loop fallback and errors that say what to do.
 
 Private: the public functions live in :mod:`stability.sensitivity` and :mod:`stability.sensitivity.noise`.
 """
@@ -12,38 +12,32 @@ import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
+from stability.checks import check_choice
 from stability.errors import BadInputError
-from stability.functional import FunctionalModel, ModelLike, Params, functionalize
+from stability.functional import FunctionalModel, ModelLike, Params, as_functional, check_params
 
 OUTPUTS = ("logits", "softmax")
 
 
 def prepare(
-    model: ModelLike, params: Params | None, x: Tensor, output: str
+    model: ModelLike, x: Tensor, params: Params | None, output: str
 ) -> tuple[FunctionalModel, Params, Tensor, int]:
     """Validate a measure's common arguments; return ``(model, params, x, C)``.
 
-    A plain module is functionalized with floating parameters and buffers cast to ``x.dtype`` (its own
-    parameters if ``params`` is None). One forward pass on ``x[0]`` checks that the model accepts the
-    input's shape and gives ``C``, the number of output entries; a failure here is the input's fault,
-    so a later failure under ``vmap`` can be blamed on batching.
+    ``model`` is resolved by :func:`~stability.functional.as_functional`; a plain module's floating
+    parameters and buffers are cast to ``x.dtype``. ``params`` (default: the model's own) is used as
+    given, so a measure stays differentiable in it. One forward pass on ``x[0]`` checks that the model
+    accepts the input's shape and gives ``C``, the number of output entries; a failure here is the
+    input's fault, so a later failure under ``vmap`` can be blamed on batching.
     """
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 1 or x.shape[0] == 0:
         raise BadInputError(
             "x must be a non-empty floating-point tensor of shape (B, *input_shape), got "
             f"{(tuple(x.shape), x.dtype) if isinstance(x, Tensor) else type(x).__name__}"
         )
-    if output not in OUTPUTS:
-        raise BadInputError(f"output {output!r} is not one of: {', '.join(OUTPUTS)}")
-    if isinstance(model, nn.Module):
-        model = functionalize(model, dtype=x.dtype)
-    elif not isinstance(model, FunctionalModel):
-        raise BadInputError(
-            f"model must be a FunctionalModel or an nn.Module, got {type(model).__name__}; "
-            "build one with stability.functional.functionalize(module)"
-        )
-    if params is None:
-        params = model.params
+    check_choice("output", output, OUTPUTS)
+    model = as_functional(model, x.dtype if isinstance(model, nn.Module) else None)
+    params = model.params if params is None else check_params(model, params)
     for name, t in [*params.items(), *model.constants.items()]:
         if t.is_floating_point() and t.dtype != x.dtype:
             raise BadInputError(
@@ -111,32 +105,6 @@ def vmapped(
             "values and in-place writes into non-batched tensors from forward, or pass vectorize=False "
             "to loop over samples"
         ) from exc
-
-
-def as_generator(generator: torch.Generator | int, device: torch.device) -> torch.Generator:
-    """The caller's generator (checked to live on ``device``), or a fresh one seeded with the integer."""
-    if isinstance(generator, torch.Generator):
-        if torch.device(generator.device).type != device.type:
-            raise BadInputError(
-                f"generator is on {generator.device} but x is on {device}; "
-                "create it with torch.Generator(device=x.device)"
-            )
-        return generator
-    if isinstance(generator, int) and not isinstance(generator, bool):
-        return torch.Generator(device=device).manual_seed(generator)
-    raise BadInputError(
-        f"generator must be a torch.Generator or an integer seed, got {type(generator).__name__}"
-    )
-
-
-def check_chunk_size(chunk_size: int | None) -> None:
-    if chunk_size is not None:
-        check_positive_int("chunk_size", chunk_size)
-
-
-def check_positive_int(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise BadInputError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -2,11 +2,12 @@
 
 Notation, for one sample ``x`` of shape ``input_shape`` (``D`` entries) and the model output ``f(x)`` of
 ``C`` entries (logits, or their softmax with ``output="softmax"``; outputs with more than one axis are
-flattened): the input Jacobian ``J(x) = ∂f(x)/∂x`` is ``C x D``. Every measure takes a
-:class:`~stability.functional.FunctionalModel` (or a plain ``nn.Module``, functionalized on the fly with
-its parameters cast to ``x.dtype``), its parameters (``None``: the model's own), a batch
-``x: (B, *input_shape)`` and keyword options, and returns one value per sample, ``(B,)``, or a frozen
-dataclass of such tensors that carries its own error evidence.
+flattened): the input Jacobian ``J(x) = ∂f(x)/∂x`` is ``C x D``. Every measure is called as
+``measure(model, x, *, params=None, ...)``: ``model`` a plain ``nn.Module`` (functionalized on the fly
+with its parameters cast to ``x.dtype``) or a :class:`~stability.functional.FunctionalModel`, a batch
+``x: (B, *input_shape)``, the parameters to evaluate at (``None``: the model's own) and keyword
+options; it returns one value per sample, ``(B,)``, or a frozen dataclass of such tensors that carries
+its own error evidence.
 
 Per-sample derivatives are taken of ``model.single`` and batched over samples with ``vmap``, so the
 result never relies on the samples of a batch being independent; ``chunk_size`` bounds the number of
@@ -31,25 +32,26 @@ import torch
 from torch import Tensor
 from torch.func import jacfwd, jvp, vjp, vmap
 
+from stability.checks import (
+    as_generator,
+    check_choice,
+    check_chunk_size,
+    check_count,
+    check_positive,
+    check_positive_int,
+)
 from stability.errors import BadInputError
 from stability.functional import ModelLike, Params
-from stability.sensitivity.batching import (
-    as_generator,
-    check_chunk_size,
-    check_positive_int,
-    prepare,
-    single_output_fn,
-    vmapped,
-)
+from stability.sensitivity.batching import prepare, single_output_fn, vmapped
 
 _METHODS = ("auto", "jacrev", "jacfwd")
 
 
 def input_jacobian(
     model: ModelLike,
-    params: Params | None,
     x: Tensor,
     *,
+    params: Params | None = None,
     output: str = "logits",
     method: str = "auto",
     chunk_size: int | None = None,
@@ -70,12 +72,10 @@ def input_jacobian(
     backward activations. Memory: ``O(chunk · C · D)`` for the result plus the activations of
     ``chunk · vjp_chunk_size`` backward passes.
     """
-    fm, params, x, C = prepare(model, params, x, output)
-    if method not in _METHODS:
-        raise BadInputError(f"method {method!r} is not one of: {', '.join(_METHODS)}")
+    fm, params, x, C = prepare(model, x, params, output)
+    check_choice("method", method, _METHODS)
     check_chunk_size(chunk_size)
-    if vjp_chunk_size is not None:
-        check_positive_int("vjp_chunk_size", vjp_chunk_size)
+    check_chunk_size(vjp_chunk_size, "vjp_chunk_size")
     D = x[0].numel()
     if method == "auto":
         method = "jacrev" if C <= D else "jacfwd"
@@ -109,9 +109,9 @@ def _jacrev_rows(
 
 def jacobian_frobenius(
     model: ModelLike,
-    params: Params | None,
     x: Tensor,
     *,
+    params: Params | None = None,
     output: str = "logits",
     method: str = "auto",
     chunk_size: int | None = None,
@@ -124,7 +124,7 @@ def jacobian_frobenius(
     models with many outputs use :func:`jacobian_frobenius_estimate`.
     """
     J = input_jacobian(
-        model, params, x, output=output, method=method, chunk_size=chunk_size,
+        model, x, params=params, output=output, method=method, chunk_size=chunk_size,
         vjp_chunk_size=vjp_chunk_size, vectorize=vectorize,
     )  # fmt: skip
     return J.flatten(1).norm(dim=1)
@@ -152,9 +152,9 @@ class SpectralNormResult:
 
 def jacobian_spectral(
     model: ModelLike,
-    params: Params | None,
     x: Tensor,
     *,
+    params: Params | None = None,
     output: str = "logits",
     iters: int = 100,
     tol: float = 1e-4,
@@ -174,10 +174,9 @@ def jacobian_spectral(
     Cost: ``iters`` x (1 JVP + 1 VJP) per sample at most. Memory: ``O(chunk · D)`` plus one forward and
     one backward pass over ``chunk`` samples.
     """
-    fm, params, x, _ = prepare(model, params, x, output)
+    fm, params, x, _ = prepare(model, x, params, output)
     check_positive_int("iters", iters)
-    if not tol > 0:
-        raise BadInputError(f"tol must be positive, got {tol}")
+    check_positive("tol", tol)
     check_chunk_size(chunk_size)
     gen = as_generator(generator, x.device)
     g = single_output_fn(fm, params, output)
@@ -208,10 +207,10 @@ def jacobian_spectral(
 
 def directional_derivative(
     model: ModelLike,
-    params: Params | None,
     x: Tensor,
-    direction: Tensor | None = None,
     *,
+    direction: Tensor | None = None,
+    params: Params | None = None,
     output: str = "logits",
     chunk_size: int | None = None,
     vectorize: bool = True,
@@ -220,7 +219,7 @@ def directional_derivative(
 
     Entry ``c`` is ``v_iᵀ ∇_x f_c(x_i)``. Cost: one JVP per sample.
     """
-    fm, params, x, C = prepare(model, params, x, output)
+    fm, params, x, C = prepare(model, x, params, output)
     check_chunk_size(chunk_size)
     v = x if direction is None else direction
     if not isinstance(v, Tensor) or v.shape != x.shape or v.dtype != x.dtype or v.device != x.device:
@@ -238,9 +237,9 @@ def directional_derivative(
 
 def data_direction(
     model: ModelLike,
-    params: Params | None,
     x: Tensor,
     *,
+    params: Params | None = None,
     output: str = "logits",
     chunk_size: int | None = None,
     vectorize: bool = True,
@@ -255,7 +254,7 @@ def data_direction(
     sample.
     """
     return directional_derivative(
-        model, params, x, output=output, chunk_size=chunk_size, vectorize=vectorize
+        model, x, params=params, output=output, chunk_size=chunk_size, vectorize=vectorize
     ).norm(dim=1)
 
 
@@ -283,9 +282,9 @@ _PROBES = ("rademacher", "gaussian")
 
 def jacobian_frobenius_estimate(
     model: ModelLike,
-    params: Params | None,
     x: Tensor,
     *,
+    params: Params | None = None,
     num_probes: int = 16,
     probes: str = "rademacher",
     output: str = "logits",
@@ -301,13 +300,9 @@ def jacobian_frobenius_estimate(
     sample. Cost: ``k`` VJPs per sample sharing one forward pass, run one after another (each batched
     over samples); ``J`` is never formed.
     """
-    fm, params, x, C = prepare(model, params, x, output)
-    if not isinstance(num_probes, int) or num_probes < 2:
-        raise BadInputError(
-            f"num_probes must be an integer of at least 2 (for a standard error), got {num_probes!r}"
-        )
-    if probes not in _PROBES:
-        raise BadInputError(f"probes {probes!r} is not one of: {', '.join(_PROBES)}")
+    fm, params, x, C = prepare(model, x, params, output)
+    check_count("num_probes", num_probes, 2, "for a standard error")
+    check_choice("probes", probes, _PROBES)
     check_chunk_size(chunk_size)
     gen = as_generator(generator, x.device)
     B = x.shape[0]

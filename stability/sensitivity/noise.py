@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from stability.errors import BadInputError
+from stability.checks import as_generator, check_chunk_size, check_count, check_positive
 from stability.functional import ModelLike, Params
-from stability.sensitivity.batching import as_generator, batch_output_fn, check_chunk_size, prepare
+from stability.sensitivity.batching import batch_output_fn, prepare
 
 
 @dataclass(frozen=True)
@@ -34,50 +34,50 @@ class NoiseResult:
         values: ``(B,)`` means over the ``S`` noisy copies of each sample.
         stderr: ``(B,)`` sample standard deviation over copies / ``√S``.
         sigma: the noise scale.
-        num_samples: ``S``.
+        num_probes: ``S``, the number of noisy copies per sample.
     """
 
     values: Tensor
     stderr: Tensor
     sigma: float
-    num_samples: int
+    num_probes: int
 
 
 def noise_sensitivity(
     model: ModelLike,
-    params: Params | None,
     x: Tensor,
     *,
     sigma: float,
-    num_samples: int = 32,
+    params: Params | None = None,
+    num_probes: int = 32,
     output: str = "logits",
     generator: torch.Generator | int = 0,
     chunk_size: int | None = None,
 ) -> NoiseResult:
-    """``E_ε ‖f(x_i + σ ε) − f(x_i)‖ / σ`` per sample, ``ε ~ N(0, I)``, by ``S = num_samples`` draws.
+    """``E_ε ‖f(x_i + σ ε) − f(x_i)‖ / σ`` per sample, ``ε ~ N(0, I)``, by ``S = num_probes`` draws.
 
     Returns a :class:`NoiseResult` of ``(B,)`` means and standard errors. Cost: ``S + 1`` forward passes
     of the batch (no derivatives). For a linear model ``f(x) = W x + b`` the value is ``E‖W ε‖`` for every
     ``x`` and ``σ``.
     """
-    fm, params, x, _ = prepare(model, params, x, output)
+    fm, params, x, _ = prepare(model, x, params, output)
     f = batch_output_fn(fm, params, output)
-    sigma = _check_sigma(sigma)
+    sigma = check_positive("sigma", sigma)
 
     def stat(clean: Tensor, noisy: Tensor) -> Tensor:
         return (noisy - clean).norm(dim=-1) / sigma
 
-    draws = _per_draw(f, x, sigma, num_samples, generator, chunk_size, stat)
+    draws = _per_draw(f, x, sigma, num_probes, generator, chunk_size, stat)
     return _mean_with_stderr(draws, sigma)
 
 
 def prediction_stability(
     model: ModelLike,
-    params: Params | None,
     x: Tensor,
     *,
     sigma: float,
-    num_samples: int = 32,
+    params: Params | None = None,
+    num_probes: int = 32,
     generator: torch.Generator | int = 0,
     chunk_size: int | None = None,
 ) -> NoiseResult:
@@ -87,14 +87,14 @@ def prediction_stability(
     ``√(p (1 − p) / (S − 1))``). Ties in the arg-max resolve as ``torch.argmax`` does. Cost: ``S + 1``
     forward passes of the batch.
     """
-    fm, params, x, _ = prepare(model, params, x, "logits")
+    fm, params, x, _ = prepare(model, x, params, "logits")
     f = batch_output_fn(fm, params, "logits")
-    sigma = _check_sigma(sigma)
+    sigma = check_positive("sigma", sigma)
 
     def stat(clean: Tensor, noisy: Tensor) -> Tensor:
         return (noisy.argmax(-1) == clean.argmax(-1)).to(x.dtype)
 
-    draws = _per_draw(f, x, sigma, num_samples, generator, chunk_size, stat)
+    draws = _per_draw(f, x, sigma, num_probes, generator, chunk_size, stat)
     return _mean_with_stderr(draws, sigma)
 
 
@@ -102,25 +102,22 @@ def _per_draw(
     f: Callable[[Tensor], Tensor],
     x: Tensor,
     sigma: float,
-    num_samples: int,
+    num_probes: int,
     generator: torch.Generator | int,
     chunk_size: int | None,
     stat: Callable[[Tensor, Tensor], Tensor],
 ) -> Tensor:
     """``stat(f(x), f(x + σ ε_s))`` for ``s = 1..S``, stacked to ``(S, B)``."""
-    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 2:
-        raise BadInputError(
-            f"num_samples must be an integer of at least 2 (for a standard error), got {num_samples!r}"
-        )
+    S = check_count("num_probes", num_probes, 2, "for a standard error")
     check_chunk_size(chunk_size)
     gen = as_generator(generator, x.device)
     B = x.shape[0]
-    chunk = num_samples if chunk_size is None else min(chunk_size, num_samples)
+    chunk = S if chunk_size is None else min(chunk_size, S)
     out = []
     with torch.no_grad():
         clean = f(x)
-        for start in range(0, num_samples, chunk):
-            n = min(chunk, num_samples - start)
+        for start in range(0, S, chunk):
+            n = min(chunk, S - start)
             eps = torch.stack(
                 [torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype) for _ in range(n)]
             )
@@ -133,8 +130,3 @@ def _mean_with_stderr(draws: Tensor, sigma: float) -> NoiseResult:
     S = draws.shape[0]
     return NoiseResult(draws.mean(0), draws.std(0) / math.sqrt(S), sigma, S)
 
-
-def _check_sigma(sigma: float) -> float:
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not (0 < sigma < math.inf):
-        raise BadInputError(f"sigma must be a positive finite number, got {sigma!r}")
-    return float(sigma)

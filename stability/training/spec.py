@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from stability.checks import check_choice, check_range
 from stability.config import _Spec
 from stability.errors import BadInputError
+from stability.losses import LOSS_NAMES
 
-LOSSES = ("cross-entropy", "mse", "bounded-cross-entropy")
+LOSSES = LOSS_NAMES
 
 
 OBJECTIVES = ("standard", "split")
