@@ -5,7 +5,11 @@
 - :mod:`.loss_gradient` — the input gradient of the loss, ``∇_x ℓ(f(x), y)``.
 - :mod:`.noise` — finite-noise measures: ``E‖f(x + σε) − f(x)‖/σ`` and the fraction of unchanged predictions.
 - :mod:`.one_step` — how one gradient-descent step responds to a training input, ``∂G/∂x_i``.
-- :mod:`.batching` — the shared argument checks and ``vmap`` plumbing.
+- :mod:`.batching` — model and input resolution and the ``vmap`` plumbing they share.
+
+Every measure is called as ``measure(model, x, [y], *, params=None, ...)`` with ``model`` a plain
+``nn.Module`` or a :class:`~stability.functional.FunctionalModel`; ``chunk_size`` bounds the samples
+processed at once (memory) and ``num_probes`` counts random draws.
 """
 
 from stability.sensitivity.jacobian import (
