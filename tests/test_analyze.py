@@ -43,7 +43,7 @@ def test_report_numbers_match_independent_computations(runs, tmp_path):
     result = analyze(str(noisy), "--json", str(tmp_path / "r.json"), "--max-samples", "50")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["schema"] == "stability-analysis" and report["schema_version"] == 1
+    assert report["schema"] == "stability-analysis" and report["schema_version"] == 2
     ckpt = load_checkpoint(noisy)
     model = build_model_from_checkpoint(ckpt)
     data = load_data(ckpt.data)
@@ -63,13 +63,13 @@ def test_report_numbers_match_independent_computations(runs, tmp_path):
         rows = [torch.autograd.grad(out[c], xi, retain_graph=True)[0] for c in range(out.numel())]
         norms.append(torch.stack(rows).norm().item())
     norms = torch.tensor(norms, dtype=torch.float64)
-    assert train_split["jacobian_frobenius"]["mean"] == pytest.approx(norms.mean().item(), rel=1e-5)
-    assert train_split["jacobian_frobenius"]["max"] == pytest.approx(norms.max().item(), rel=1e-5)
+    assert train_split["measures"]["jacobian_frobenius"]["mean"] == pytest.approx(norms.mean().item(), rel=1e-5)
+    assert train_split["measures"]["jacobian_frobenius"]["max"] == pytest.approx(norms.max().item(), rel=1e-5)
     assert report["splits"]["test"]["accuracy_true"] is None  # test labels are never corrupted
     gap = report["generalization_gap"]["accuracy"]
     assert gap == pytest.approx(train_split["accuracy"] - report["splits"]["test"]["accuracy"])
     for key in MEASURES:
-        assert set(train_split[key]) >= {"mean", "median", "max", "q05", "q95"}
+        assert set(train_split["measures"][key]) >= {"mean", "median", "max", "q05", "q95"}
 
 
 def test_several_checkpoints_in_one_table_and_figures(runs, tmp_path):
@@ -232,3 +232,43 @@ def test_a_report_of_a_model_not_written_by_train_has_no_specs():
     console.print(comparison_table([report]))
     text = console.export_text()
     assert "weights.pt" in text and "corruption" in text
+
+
+@pytest.mark.parametrize("loss", ["cross-entropy", "bounded-cross-entropy"])
+def test_curvature_analysis_uses_the_training_loss_and_skips_what_needs_convexity(loss):
+    """Each section against a dense float64 reference of the loss the model was trained with; a loss not
+    convex in the outputs has no Gauss-Newton section and no first-layer bound, and the note says so."""
+    from cases import dense_curvature
+
+    from stability.analysis.curvature import CurvatureOptions, analyze_curvature
+    from stability.curvature.products import seeded_subset
+    from stability.serialize import to_json
+
+    data = load_data(DataSpec(n_train=60, n_test=20))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 8), torch.nn.Tanh(), torch.nn.Linear(8, 10))
+    model = model.double()
+    options = CurvatureOptions(subset=40, top_k=2, tol=1e-9, max_iter=300, trace_probes=8, density_probes=2,
+                               density_steps=5, nonuniformity_subset=10)  # fmt: skip
+    c = analyze_curvature(model, data.train, loss=loss, lr=0.1, batch_size=16, options=options)
+    idx = seeded_subset(60, 40, 0)
+    x, y = data.train.x[idx].double(), data.train.y[idx]
+    exact = torch.linalg.eigvalsh(dense_curvature(model, x, y, loss))
+    scale = float(exact.abs().max())
+    assert c.loss == loss and c.n_evaluated == 40 and c.hessian.top.converged
+    torch.testing.assert_close(c.hessian.top.eigenvalues, exact.flip(0)[:2], rtol=1e-7, atol=1e-9 * scale)
+    assert float(c.hessian.bottom.eigenvalues[0]) == pytest.approx(float(exact[0]), abs=1e-7 * scale)
+    assert c.gd.sharpness == c.hessian.sharpness and c.gd.threshold == pytest.approx(20.0)
+    assert c.sgd.n == 60 and c.sgd.batch_size == 16 and c.nonuniformity.n_evaluated == 10
+    body = to_json(c)
+    assert body["hessian"]["sharpness"] == c.hessian.sharpness and "bounds" not in body and "density" not in body
+    bounds = to_json(c.bounds)
+    if loss == "bounded-cross-entropy":
+        assert c.ggn is None and c.bounds.first_layer is None and bounds["first_layer"] is None
+        assert "not convex in the outputs" in c.note and body["ggn"] is None
+    else:
+        ggn = torch.linalg.eigvalsh(dense_curvature(model, x, y, loss, "ggn"))
+        assert c.ggn.sharpness == pytest.approx(float(ggn[-1]), rel=1e-7)
+        assert bounds["first_layer"]["lhs"] <= bounds["first_layer"]["rhs"] * (1 + 1e-9)
+    assert set(bounds["update_input_sensitivity"]) == {"lr", "gauss_newton_fro", "gauss_newton_spectral",
+                                                       "param_factor", "input_factor", "product_bound"}

@@ -7,11 +7,18 @@
 - :mod:`.figures` — the report's figures.
 """
 
-from stability.analysis.curvature import CurvatureAnalysis, CurvatureOptions, analyze_curvature
+from stability.analysis.curvature import (
+    Bounds,
+    CurvatureAnalysis,
+    CurvatureOptions,
+    CurvatureSpectrum,
+    UpdateSummary,
+    analyze_curvature,
+)
 from stability.analysis.splits import Analysis, AnalysisOptions, SplitAnalysis, analyze_model
 from stability.analysis.summary import summarize
 
 __all__ = [
-    "Analysis", "AnalysisOptions", "CurvatureAnalysis", "CurvatureOptions", "SplitAnalysis", "analyze_curvature",
-    "analyze_model", "summarize",
+    "Analysis", "AnalysisOptions", "Bounds", "CurvatureAnalysis", "CurvatureOptions", "CurvatureSpectrum",
+    "SplitAnalysis", "UpdateSummary", "analyze_curvature", "analyze_model", "summarize",
 ]

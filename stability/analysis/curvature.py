@@ -1,36 +1,38 @@
-"""Curvature, linear stability and the parameter-to-input bridge of a checkpoint, for ``stability analyze``.
+"""Curvature, linear stability and the parameter-to-input bridge of a trained model, for ``stability analyze``.
 
 Everything is evaluated on a fixed, seeded subset of the training split (the data the model was trained
 on, with its possibly corrupted labels), so numbers from checkpoints of one run compare. THEORY.md section 2:
 
-- sharpness ``λ_max(H)`` and the top-k eigenvalues (Lanczos), ``tr H`` (Hutchinson), the spectral
-  density (stochastic Lanczos quadrature), and the Gauss-Newton counterparts;
+- sharpness ``λ_max(H)``, the top-k eigenvalues and ``λ_min(H)`` (Lanczos), ``tr H`` (Hutchinson), the
+  spectral density (stochastic Lanczos quadrature), and the Gauss-Newton counterparts;
 - the GD verdict ``η λ_max`` vs 2 and the SGD verdict of Wu, Ma & E (2018) with non-uniformity ``s``;
 - both sides of the first-layer bound and the per-sample size of ``∂G/∂x_i``.
+
+The curvature is that of the loss the model was trained with, from the loss registry. A loss that is not
+convex in the outputs (``bounded-cross-entropy``) has no positive semi-definite Gauss-Newton matrix and
+no first-layer bound; those sections are then ``None`` and :attr:`CurvatureAnalysis.note` says why.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
 from stability.analysis.summary import summarize
-from stability.curvature.density import SpectralDensity, spectral_density
-from stability.curvature.lanczos import top_eigenvalues
-from stability.curvature.products import CurvatureOperator, seeded_subset
-from stability.curvature.trace import hutchinson_trace
+from stability.checks import check_chunk_size, check_count, check_positive, check_positive_int
+from stability.curvature.density import SpectralDensity
+from stability.curvature.lanczos import EigenResult
+from stability.curvature.measures import hessian_density, hessian_eigenvalues, hessian_trace
+from stability.curvature.products import seeded_subset
+from stability.curvature.trace import TraceResult
 from stability.data.bundle import Split
-from stability.dynamics.bounds import first_layer_bound
-from stability.dynamics.nonuniformity import nonuniformity
-from stability.dynamics.verdicts import gd_stability, sgd_stability
-from stability.errors import BadInputError
-from stability.sensitivity.one_step import update_input_sensitivity
-from stability.serialize import to_json
-
-CURVATURE_LOSSES = ("cross-entropy", "mse")
+from stability.dynamics.bounds import FirstLayerBound, first_layer_bound
+from stability.dynamics.nonuniformity import NonUniformity, nonuniformity
+from stability.dynamics.verdicts import GDVerdict, SGDVerdict, gd_criterion, sgd_criterion
+from stability.losses import get_loss
+from stability.sensitivity.one_step import UpdateSensitivity, update_input_sensitivity
+from stability.serialize import omitted
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class CurvatureOptions:
     Attributes:
         subset: training samples the curvature is evaluated on (seeded; the edge-of-stability code uses 5,000).
         top_k, tol, max_iter: Lanczos for the top eigenvalues (relative residual tolerance, product cap).
-        trace_samples: Hutchinson probes for ``tr H``.
+        trace_probes: Hutchinson probes for ``tr H``.
         density_probes, density_steps: stochastic Lanczos quadrature budget.
         nonuniformity_subset: samples for ``s`` (each Σ-product costs two per-sample HVPs per sample).
         chunk_size: samples per chunk in every product (memory); ``None``: all at once.
@@ -51,43 +53,103 @@ class CurvatureOptions:
     top_k: int = 3
     tol: float = 1e-3
     max_iter: int = 100
-    trace_samples: int = 32
+    trace_probes: int = 32
     density_probes: int = 4
     density_steps: int = 40
     nonuniformity_subset: int = 256
     chunk_size: int | None = None
     seed: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        for name in ("subset", "top_k", "max_iter", "density_probes", "density_steps", "nonuniformity_subset"):
+            check_positive_int(name, getattr(self, name))
+        check_count("trace_probes", self.trace_probes, 2, "for a standard error")
+        check_positive("tol", self.tol)
+        check_chunk_size(self.chunk_size)
+        check_count("seed", self.seed, 0)
+
+
+@dataclass(frozen=True)
+class CurvatureSpectrum:
+    """One curvature matrix on the evaluation subset: its top eigenpairs, its trace and (for the Hessian)
+    its most negative eigenvalue ``bottom`` (``which="SA"``); ``sharpness`` is ``top.eigenvalues[0]``."""
+
+    top: EigenResult
+    trace: TraceResult
+    bottom: EigenResult | None = None
+
+    __json_properties__ = ("sharpness",)
+
+    @property
+    def sharpness(self) -> float:
+        return float(self.top.eigenvalues[0])
+
+
+SUMMARIZED = ("gauss_newton_fro", "gauss_newton_spectral", "param_factor", "input_factor", "product_bound")
+
+
+@dataclass(frozen=True)
+class UpdateSummary:
+    """Summaries (:func:`~stability.analysis.summary.summarize`) of the per-sample ``‖∂G/∂x_i‖`` of
+    :class:`~stability.sensitivity.one_step.UpdateSensitivity` and its factors, at step size ``lr``."""
+
+    lr: float
+    gauss_newton_fro: dict[str, float]
+    gauss_newton_spectral: dict[str, float]
+    param_factor: dict[str, float]
+    input_factor: dict[str, float]
+    product_bound: dict[str, float]
+
+    @classmethod
+    def of(cls, update: UpdateSensitivity) -> UpdateSummary:
+        return cls(update.lr, *(summarize(getattr(update, key)) for key in SUMMARIZED))
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The parameter-to-input bridge: the first-layer bound (``None`` for a non-convex loss) and ``∂G/∂x_i``."""
+
+    first_layer: FirstLayerBound | None
+    update_input_sensitivity: UpdateSummary
 
 
 @dataclass(frozen=True)
 class CurvatureAnalysis:
-    """What ``stability analyze`` reports in its ``curvature`` and ``bounds`` sections, plus figure data."""
+    """What ``stability analyze`` reports in its ``curvature`` section, plus ``bounds`` (its own section of
+    the report) and the spectral density (figure data).
 
-    curvature: dict[str, Any]
-    bounds: dict[str, Any]
-    eigenvalues: Tensor
-    density: SpectralDensity
-    lr: float
+    Attributes:
+        loss: the training loss whose curvature this is.
+        note: why a section is missing (``None`` when none is).
+        n_evaluated: samples of the evaluation subset.
+        hessian, ggn: the two curvature matrices (``ggn`` is ``None`` for a loss not convex in the outputs).
+        nonuniformity: Wu–Ma–E's ``s`` on ``options.nonuniformity_subset`` samples.
+        gd: the GD verdict for the step size, ``η λ_max`` vs 2. Trained networks are rarely exactly at a
+            minimum; ``hessian.bottom`` gives ``λ_min``, and ``note`` says when it is negative beyond the
+            solve's accuracy (a saddle, which GD leaves whatever the step size).
+        sgd: the Wu–Ma–E verdict for the batch size.
+    """
+
+    loss: str
+    note: str | None
+    n_evaluated: int
+    hessian: CurvatureSpectrum
+    ggn: CurvatureSpectrum | None
+    nonuniformity: NonUniformity
+    gd: GDVerdict
+    sgd: SGDVerdict
+    options: CurvatureOptions
+    bounds: Bounds = omitted()
+    density: SpectralDensity = omitted()
 
     @property
     def unconverged(self) -> list[str]:
         out = []
-        if not self.curvature["hessian"]["top"]["converged"]:
+        if not self.hessian.top.converged:
             out.append("Hessian top eigenvalues (Lanczos)")
-        if not self.curvature["nonuniformity"]["eigen_converged"]:
+        if not self.nonuniformity.eigen.converged:
             out.append("non-uniformity s (Lanczos)")
         return out
-
-
-def _eigen_dict(result: Any) -> dict[str, Any]:
-    return {
-        "eigenvalues": result.eigenvalues.tolist(), "residuals": result.residuals.tolist(),
-        "iterations": result.iterations, "num_hvps": result.num_hvps, "converged": bool(result.converged),
-        "tol": result.tol,
-    }  # fmt: skip
 
 
 def analyze_curvature(
@@ -96,67 +158,47 @@ def analyze_curvature(
     """Curvature, verdicts and bounds of ``model`` on (a seeded subset of) its training split.
 
     ``lr`` and ``batch_size`` are the step size and minibatch size the verdicts are for (``batch_size`` of
-    0 means full batch). A loss other than cross-entropy or MSE is analyzed as cross-entropy, and said so.
+    0 means full batch). Cost: Lanczos for the top ``k`` and the bottom eigenvalue of ``H`` and the top
+    one of ``G`` (at most ``max_iter + k`` products each), ``2 · trace_probes`` products for the traces,
+    ``density_probes · density_steps`` for the density, and the non-uniformity's per-sample products.
     """
     o = options
-    if lr <= 0:
-        raise BadInputError(f"--lr must be positive, got {lr}")
-    note = None
-    if loss not in CURVATURE_LOSSES:
-        note = f"the model was trained with {loss}; its curvature is reported for cross-entropy"
-        loss = "cross-entropy"
+    lr = check_positive("lr", lr)
+    convex = get_loss(loss).convex
     model.eval()
     device = next(model.parameters()).device
-    gen = lambda: torch.Generator(device=device).manual_seed(o.seed)  # noqa: E731
     x, y = train.x.to(device), train.y.to(device)
-    common = dict(loss=loss, subset=o.subset, seed=o.seed, batch_size=o.chunk_size)
-    H = CurvatureOperator(model, x, y, which="hessian", **common)
-    G = CurvatureOperator(model, x, y, which="ggn", **common)
-    top = top_eigenvalues(H, o.top_k, tol=o.tol, max_iter=o.max_iter, generator=gen())
-    top_ggn = top_eigenvalues(G, 1, tol=o.tol, max_iter=o.max_iter, generator=gen())
-    trace = hutchinson_trace(H, o.trace_samples, generator=gen())
-    trace_ggn = hutchinson_trace(G, o.trace_samples, generator=gen())
-    density = spectral_density(H, num_probes=o.density_probes, lanczos_steps=o.density_steps, generator=gen())
-    S = CurvatureOperator(model, x, y, which="hessian", loss=loss, subset=o.nonuniformity_subset, seed=o.seed,
-                          batch_size=o.chunk_size)  # fmt: skip
-    nonu = nonuniformity(S, tol=o.tol, max_iter=o.max_iter, generator=gen())
+    common = dict(loss=loss, subset=o.subset, seed=o.seed, chunk_size=o.chunk_size)
+    solve = dict(tol=o.tol, max_iter=o.max_iter)
+
+    def spectrum(curvature: str) -> CurvatureSpectrum:
+        k = o.top_k if curvature == "hessian" else 1
+        top = hessian_eigenvalues(model, x, y, k=k, curvature=curvature, **common, **solve)
+        bottom = hessian_eigenvalues(model, x, y, which="SA", **common, **solve) if curvature == "hessian" else None
+        return CurvatureSpectrum(top, hessian_trace(model, x, y, num_probes=o.trace_probes, curvature=curvature,
+                                                    **common), bottom)  # fmt: skip
+
+    hessian = spectrum("hessian")
+    nonu = nonuniformity(model, x, y, **{**common, "subset": o.nonuniformity_subset}, **solve)
     n = len(train)
     batch = n if batch_size == 0 else min(batch_size, n)
-    sharp = float(top.eigenvalues[0])
-    curvature = {
-        "loss": loss,
-        "note": note,
-        "n_evaluated": H.n,
-        "hessian": {"top": _eigen_dict(top), "sharpness": sharp, "trace": trace.to_dict()},
-        "ggn": {"top": _eigen_dict(top_ggn), "sharpness": float(top_ggn.eigenvalues[0]), "trace": trace_ggn.to_dict()},
-        "nonuniformity": {**nonu.to_dict(), "n_evaluated": S.n},
-        "gd": gd_stability(sharp, lr).to_dict(),
-        "sgd": sgd_stability(sharp, nonu.s, lr, batch, n).to_dict(),
-        "options": o.to_dict(),
-    }  # fmt: skip
-    curvature["nonuniformity"].pop("eigen_eigenvectors", None)
     idx = seeded_subset(n, o.subset, o.seed)
     xs, ys = (x, y) if idx is None else (x[idx.to(device)], y[idx.to(device)])
-    bound = first_layer_bound(model, xs, ys, loss=loss, chunk_size=o.chunk_size)
     update = update_input_sensitivity(model, xs, ys, lr=lr, loss=loss, chunk_size=o.chunk_size)
-    bounds = {
-        "first_layer": to_json(bound),
-        "update_input_sensitivity": {
-            "lr": lr,
-            **{key: summarize(getattr(update, key)) for key in
-               ("gauss_newton_fro", "gauss_newton_spectral", "param_factor", "input_factor", "product_bound")},
-        },  # fmt: skip
-    }
-    return CurvatureAnalysis(curvature=_plain(curvature), bounds=bounds, eigenvalues=top.eigenvalues.cpu(),
-                             density=density, lr=lr)  # fmt: skip
-
-
-def _plain(obj: Any) -> Any:
-    """Tensors to lists, recursively, so the result is JSON-able."""
-    if isinstance(obj, Tensor):
-        return obj.tolist()
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items() if not k.endswith("eigenvectors")}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
+    notes = []
+    if not convex:
+        notes.append(f"{loss} is not convex in the outputs (its output Hessian is indefinite): no Gauss-Newton "
+                     "matrix and no first-layer bound; the Hessian sections are those of this loss")  # fmt: skip
+    gd = gd_criterion(hessian.top, lr)
+    with_saddle = gd_criterion(hessian.top, lr, lambda_min=hessian.bottom)
+    if with_saddle.stable != gd.stable:
+        notes.append(f"{with_saddle.note} The GD verdict is the step-size condition at λ_max alone")
+    return CurvatureAnalysis(
+        loss=loss, note="; ".join(notes) or None, n_evaluated=xs.shape[0], hessian=hessian,
+        ggn=spectrum("ggn") if convex else None, nonuniformity=nonu, gd=gd,
+        sgd=sgd_criterion(hessian.top, nonu.s, lr, batch, n),
+        options=o,
+        bounds=Bounds(first_layer_bound(model, xs, ys, loss=loss, chunk_size=o.chunk_size) if convex else None,
+                      UpdateSummary.of(update)),
+        density=hessian_density(model, x, y, num_probes=o.density_probes, lanczos_steps=o.density_steps, **common),
+    )  # fmt: skip

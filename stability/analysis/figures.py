@@ -85,9 +85,10 @@ def curvature_figures(curv: "CurvatureAnalysis", out_dir: str | Path, *, prefix:
     ax.set_title(title or "spectral density")
     paths = [save_png(fig, out / f"{stem}spectral_density.png")]
     fig, ax = plt.subplots(figsize=(6, 4))
-    eig = curv.eigenvalues.double().numpy()
+    eig = curv.hessian.top.eigenvalues.detach().cpu().double().numpy()
+    lr = curv.gd.lr
     ax.scatter(np.arange(1, len(eig) + 1), eig, label="top eigenvalues of H")
-    ax.axhline(2 / curv.lr, color="tab:red", linestyle="--", label=f"2/η = {2 / curv.lr:.3g}")
+    ax.axhline(2 / lr, color="tab:red", linestyle="--", label=f"2/η = {2 / lr:.3g}")
     ax.set_yscale("log")
     ax.set_xlabel("rank")
     ax.set_ylabel("eigenvalue")

@@ -1,19 +1,19 @@
 """The analysis report: one source for the JSON file, the terminal table and the figures.
 
-JSON schema ``stability-analysis`` version 1 (documented in docs/cli.md)::
+JSON schema ``stability-analysis`` version 2 (documented in docs/cli.md): the report's parts, each
+written by :func:`stability.serialize.to_json` from its result dataclass, under a schema header::
 
-    {"schema": "stability-analysis", "schema_version": 1, "stability_version": str,
+    {"schema": "stability-analysis", "schema_version": 2, "stability_version": str,
      "checkpoint": str, "model_source": str | null,
      "model": {...} | null, "data": {...} | null, "training": {...} | null, "epoch": int | null,
-     "options": {...},
-     "splits": {"train": {"n", "n_total", "accuracy", "loss", "accuracy_true", "loss_true",
-                          "<measure>": {"n", "mean", "std", "min", "q05", "q25", "median", "q75", "q95", "max"},
-                          ..., "evidence": {...}},
-                "test": {...}},
-     "generalization_gap": {"accuracy": train − test, "loss": test − train}}
+     "splits": {"train": SplitAnalysis, "test": SplitAnalysis}, "loss_name": str,
+     "options": AnalysisOptions, "generalization_gap": {"accuracy": train − test, "loss": test − train},
+     "curvature": CurvatureAnalysis | null, "bounds": Bounds | null}
 
-With curvature (the default), ``"curvature"`` and ``"bounds"`` hold the sections of
-:mod:`stability.analysis.curvature`, computed on the training split; otherwise they are null.
+A ``SplitAnalysis`` is ``{"name", "n", "n_total", "accuracy", "loss", "accuracy_true", "loss_true",
+"measures": {"<measure>": {"n", "mean", "std", "min", "q05", "q25", "median", "q75", "q95", "max"}, ...},
+"evidence": {...}}``. With curvature (the default), ``"curvature"`` and ``"bounds"`` hold
+:class:`~stability.analysis.curvature.CurvatureAnalysis` and its bounds, computed on the training split.
 
 ``accuracy`` and ``loss`` are against the labels the model was trained on; ``accuracy_true`` and
 ``loss_true`` against the original labels, present (not null) only when the training labels were corrupted.
@@ -21,7 +21,6 @@ With curvature (the default), ``"curvature"`` and ``"bounds"`` hold the sections
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +28,10 @@ from typing import Any
 
 from rich.table import Table
 
-from stability import __version__
+from stability import __version__, serialize
 from stability.analysis.curvature import CurvatureAnalysis
 from stability.analysis.splits import MEASURES, Analysis
 from stability.data.spec import DataSpec
-from stability.files import atomic_write
 from stability.models.spec import ModelSpec
 from stability.serialize import to_json
 from stability.training.spec import TrainSpec
@@ -41,7 +39,7 @@ from stability.training.spec import TrainSpec
 SCHEMA = "stability-analysis"
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -63,30 +61,20 @@ class Report:
     model_source: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        a = self.analysis
-        return to_json({
-            "schema": SCHEMA,
-            "schema_version": SCHEMA_VERSION,
-            "stability_version": __version__,
-            "checkpoint": self.source,
-            "model_source": self.model_source,
-            "model": self.model,
-            "data": self.data,
-            "training": self.training,
-            "epoch": self.epoch,
-            "options": a.options.to_dict(),
-            "splits": {name: s.to_dict() for name, s in a.splits.items()},
-            "generalization_gap": a.generalization_gap,
-            "curvature": self.curvature.curvature if self.curvature else None,
-            "bounds": self.curvature.bounds if self.curvature else None,
-        })  # fmt: skip
+        c = self.curvature
+        provenance = {"checkpoint": self.source, "model_source": self.model_source, "model": self.model,
+                      "data": self.data, "training": self.training, "epoch": self.epoch}  # fmt: skip
+        return {
+            "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "stability_version": __version__,
+            **to_json(provenance), **to_json(self.analysis),
+            "curvature": to_json(c), "bounds": to_json(c.bounds) if c is not None else None,
+        }  # fmt: skip
 
 
 def write_json(path: str | Path, reports: list[Report]) -> None:
-    """One report as an object; several as a JSON array of objects, in command-line order."""
+    """One report as an object; several as a JSON array of objects, in command-line order (atomically)."""
     payload: Any = reports[0].to_json() if len(reports) == 1 else [r.to_json() for r in reports]
-    text = json.dumps(payload, indent=2) + "\n"
-    atomic_write(path, lambda fh: fh.write(text.encode()))
+    serialize.write_json(path, payload)
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -125,11 +113,13 @@ def comparison_table(reports: list[Report], labels: list[str] | None = None) -> 
         def train_only(fn):
             return lambda r, s: fn(r.curvature) if r.curvature is not None and s.name == "train" else ""
 
-        row("sharpness λ_max(H)", train_only(lambda c: _fmt(c.curvature["hessian"]["sharpness"])))
-        row("2/η", train_only(lambda c: _fmt(c.curvature["gd"]["threshold"])))
-        row("GD verdict", train_only(lambda c: "stable" if c.curvature["gd"]["stable"] else "unstable"))
-        row("non-uniformity s", train_only(lambda c: _fmt(c.curvature["nonuniformity"]["s"])))
-        row("SGD verdict (Wu–Ma–E)", train_only(lambda c: "stable" if c.curvature["sgd"]["stable"] else "unstable"))
-        row("tr H (Hutchinson)", train_only(lambda c: _fmt(c.curvature["hessian"]["trace"]["estimate"])))
-        row("first-layer bound lhs/rhs", train_only(lambda c: _fmt(c.bounds["first_layer"]["ratio"])))
+        row("sharpness λ_max(H)", train_only(lambda c: _fmt(c.hessian.sharpness)))
+        row("λ_min(H)", train_only(lambda c: _fmt(float(c.hessian.bottom.eigenvalues[0])) if c.hessian.bottom else "—"))
+        row("2/η", train_only(lambda c: _fmt(c.gd.threshold)))
+        row("GD verdict", train_only(lambda c: "stable" if c.gd.stable else "unstable"))
+        row("non-uniformity s", train_only(lambda c: _fmt(c.nonuniformity.s)))
+        row("SGD verdict (Wu–Ma–E)", train_only(lambda c: "stable" if c.sgd.stable else "unstable"))
+        row("tr H (Hutchinson)", train_only(lambda c: _fmt(c.hessian.trace.estimate)))
+        row("first-layer bound lhs/rhs",
+            train_only(lambda c: _fmt(c.bounds.first_layer.ratio) if c.bounds.first_layer else "—"))
     return table

@@ -10,7 +10,7 @@ report, the terminal table and the figures are all drawn from this one object.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,6 +30,7 @@ from stability.sensitivity.jacobian import (
 )
 from stability.sensitivity.loss_gradient import loss_input_gradient_norm
 from stability.sensitivity.noise import noise_sensitivity, prediction_stability
+from stability.serialize import omitted
 
 MAX_EXACT_OUTPUTS = 100  # above this many outputs, Jacobian norms are estimated instead of computed exactly
 
@@ -73,13 +74,11 @@ class AnalysisOptions:
     probes: int = 32
     seed: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 @dataclass(frozen=True)
 class SplitAnalysis:
-    """One split's numbers. ``per_sample`` keeps the raw values (for figures; not written to JSON)."""
+    """One split's numbers: ``measures[key]`` summarizes the per-sample values of :data:`MEASURES` ``[key]``;
+    ``per_sample`` keeps the raw values (for figures; not written to JSON)."""
 
     name: str
     n: int
@@ -90,21 +89,18 @@ class SplitAnalysis:
     loss_true: float | None
     measures: dict[str, dict[str, float]]
     evidence: dict[str, Any]
-    per_sample: dict[str, Tensor] = field(repr=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "n": self.n, "n_total": self.n_total, "accuracy": self.accuracy, "loss": self.loss,
-            "accuracy_true": self.accuracy_true, "loss_true": self.loss_true,
-            **self.measures, "evidence": self.evidence,
-        }  # fmt: skip
+    per_sample: dict[str, Tensor] = omitted(compare=False)
 
 
 @dataclass(frozen=True)
 class Analysis:
+    """Every split's :class:`SplitAnalysis`, the loss they were scored with and the options used."""
+
     splits: dict[str, SplitAnalysis]
     loss_name: str
     options: AnalysisOptions
+
+    __json_properties__ = ("generalization_gap",)
 
     @property
     def generalization_gap(self) -> dict[str, float]:
