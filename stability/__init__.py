@@ -11,6 +11,7 @@ Names are imported on first use, so ``import stability`` stays light (no sympy, 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 __version__ = "0.1.0"
@@ -44,6 +45,7 @@ _EXPORTS = {
     "NonUniformity": "dynamics.nonuniformity", "StabilityTracker": "dynamics.tracking",
     "first_layer_bound": "dynamics.bounds", "first_layer_identity": "dynamics.bounds",
     # analysis of a model on its data
+    "analyze": "analysis.run",
     "analyze_model": "analysis.splits", "Analysis": "analysis.splits", "AnalysisOptions": "analysis.splits",
     "analyze_curvature": "analysis.curvature", "CurvatureOptions": "analysis.curvature",
     "CurvatureAnalysis": "analysis.curvature", "summarize": "analysis.summary",
@@ -57,12 +59,17 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'stability' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"stability.{_EXPORTS[name]}"), name)
-    globals()[name] = value
+def load_export(package: str, exports: dict[str, str], name: str) -> Any:
+    """PEP 562 ``__getattr__`` of a package whose names load on first use: ``name`` from its module, cached."""
+    if name not in exports:
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
+    setattr(sys.modules[package], name, value)
     return value
+
+
+def __getattr__(name: str) -> Any:
+    return load_export(__name__, _EXPORTS, name)
 
 
 def __dir__() -> list[str]:

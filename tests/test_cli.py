@@ -41,11 +41,13 @@ def test_train_writes_a_checkpoint(tmp_path):
         (["--arch", "transformer-xxl"], "transformer-xxl"),
         (["--arch-kwargs", "{widths: 3}"], "--arch-kwargs must be a JSON object"),
         (["--arch-kwargs", '{"depth_of_field": 3}'], "depth_of_field"),
-        (["--corruption", "upside-down"], "corruption 'upside-down' is not one of"),
+        (["--corruption", "upside-down"], "--corruption 'upside-down' is not one of"),
         (["--dataset", "mnist", "--data-root", "/nonexistent/place"], "/nonexistent/place"),
-        (["--objective", "split"], "n_heldout"),
-        (["--split-start", "5", "--split-stop", "2"], "split_start <= split_stop"),
-        (["--lr", "-1"], "lr must be positive"),
+        (["--objective", "split"], "--n-heldout"),
+        (["--split-start", "5", "--split-stop", "2"], "--split-start <= --split-stop"),
+        (["--lr", "-1"], "--lr must be positive"),
+        (["--n-test", "0"], "--n-test must be a positive integer"),
+        (["--n-train", "100000"], "--n-train=100000"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, args, phrase):

@@ -1,93 +1,75 @@
-"""``stability analyze``: load checkpoints (or bare state_dicts), rebuild their data, analyze, report."""
+"""``stability analyze``: checkpoints, bare state_dicts or your own model, analyzed on their data, reported.
+
+The options are the fields of :class:`~stability.analysis.splits.AnalysisOptions`,
+:class:`~stability.analysis.curvature.CurvatureOptions` and :class:`~stability.analysis.run.BareStateDict`;
+the work is :func:`stability.analysis.run.analyze_checkpoint`, one file at a time. The console, the progress
+bar, the table, the JSON file and the figures live here.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Optional
 
-import torch
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from stability.analysis.curvature import CurvatureOptions, analyze_curvature
-from stability.analysis.report import Report, comparison_table, write_json
-from stability.analysis.splits import AnalysisOptions, analyze_model, steps_per_analysis
-from stability.cli.app import app, err_console, out_console, parse_json_dict, user_errors
-from stability.data.bundle import load_data
-from stability.data.spec import DataSpec
-from stability.errors import BadInputError
-from stability.models.spec import ModelSpec
-from stability.training.checkpoint import (
-    Checkpoint,
-    build_model_from_checkpoint,
-    checkpoint_from_dict,
-    is_state_dict,
-    read_checkpoint_file,
-)
+from stability.analysis.curvature import CurvatureOptions
+from stability.analysis.run import BareStateDict
+from stability.analysis.splits import AnalysisOptions
+from stability.cli.app import LAZY, app, err_console, out_console, user_errors
+from stability.cli.options import Options, config_command
+from stability.data.spec import PREPROCESSING
+
+ANALYSIS = Options(AnalysisOptions, zero_is_none=("max_samples", "chunk_size"), help={
+    "max_samples": "Samples analyzed per split (a seeded subset).",
+    "chunk_size": "Samples per vmap chunk and per curvature chunk (bounds memory).",
+})  # fmt: skip
 
 
-def resolve_checkpoint(
-    path: Path, *, bare: tuple[ModelSpec | None, str | None], unsafe_pickle: bool, data_root: Path | None,
-    download: bool,
-) -> Checkpoint:
-    """A checkpoint, or a bare state_dict completed by ``--arch``/``--arch-kwargs``/``--dataset``."""
-    obj = read_checkpoint_file(path, unsafe_pickle=unsafe_pickle)
-    model_spec, dataset = bare
-    if not is_state_dict(obj) or model_spec is None or dataset is None:
-        # A bare state_dict without --arch/--dataset is refused here, with the message that names them.
-        return checkpoint_from_dict(obj, source=str(path))
-    data_spec = DataSpec(dataset=dataset, data_root=str(data_root) if data_root else None)
-    shapes = load_data(data_spec, data_root=data_root, download=download)
-    return Checkpoint(model=model_spec, input_shape=shapes.input_shape, num_classes=shapes.num_classes,
-                      state_dict=dict(obj), data=data_spec)  # fmt: skip
+CURVATURE = Options(CurvatureOptions, rename={"subset": "curvature_samples"}, zero_is_none=("chunk_size",))
+
+
+BARE = Options(BareStateDict, choices={"preprocess": PREPROCESSING}, help={
+    "preprocess": "For a bare state_dict: the preprocessing the model was trained with; default standardize "
+                  "(as stability train). A model trained on raw pixels in [0, 1] needs none.",
+})  # fmt: skip
 
 
 def run_analyze(
-    paths: list[Path], *, json_path: Path | None, plots: Path | None, max_samples: int | None,
-    batch_size: int | None, sigma: float, noise_samples: int, seed: int, device: str, data_root: Path | None,
-    download: bool, bare: tuple[ModelSpec | None, str | None], unsafe_pickle: bool, progress: bool,
-    console: Console, err_console: Console, curvature: bool = True, lr: float | None = None,
-    sgd_batch_size: int | None = None, curvature_subset: int = 1000,
+    paths: list[Path], *, options: AnalysisOptions, curvature: CurvatureOptions | None, bare: BareStateDict,
+    lr: float | None = None, batch_size: int | None = None, device: str = "cpu", data_root: Path | None = None,
+    download: bool = False, unsafe_pickle: bool = False, json_path: Path | None = None, plots: Path | None = None,
+    progress: bool = True, console: Console = out_console,
 ) -> list[str]:
-    """Analyze every checkpoint, print one comparison table, write JSON and figures.
+    """Analyze every file, print one comparison table, write JSON and figures.
 
-    Returns the list of estimates that did not converge (for ``--strict``).
+    Returns the estimates that did not converge (for ``--strict``).
     """
-    if sigma <= 0 or noise_samples < 1 or (max_samples is not None and max_samples < 1):
-        raise BadInputError("--sigma must be positive, --noise-samples and --max-samples at least 1")
-    options = AnalysisOptions(max_samples=max_samples, chunk_size=batch_size, sigma=sigma,
-                              noise_samples=noise_samples, seed=seed)  # fmt: skip
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from stability.analysis.report import comparison_table, write_json
+    from stability.analysis.run import analyze_checkpoint, open_weights
+    from stability.analysis.splits import steps_per_analysis
+
     # Read every file first, so a bad one fails before minutes of work on the others.
-    checkpoints = [resolve_checkpoint(p, bare=bare, unsafe_pickle=unsafe_pickle, data_root=data_root,
-                                      download=download) for p in paths]  # fmt: skip
-    try:
-        torch_device = torch.device(device)
-    except RuntimeError:
-        raise BadInputError(f"--device {device!r} is not a device name such as cpu, cuda or cuda:1") from None
-    reports = []
+    weights = [open_weights(p, bare=bare, unsafe_pickle=unsafe_pickle, data_root=data_root, download=download)
+               for p in paths]  # fmt: skip
+    for w in weights:
+        if w.training is None:
+            err_console.print(f"note: {w.source} is analyzed on {w.data.dataset} with --preprocess {w.data.preprocess}",
+                              highlight=False, soft_wrap=True)  # fmt: skip
     labels = _labels(paths)
+    reports = []
     with Progress(TextColumn("[bold]analyze"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=err_console, disable=not progress,
                   transient=True) as bar:  # fmt: skip
-        task = bar.add_task("", total=steps_per_analysis() * len(checkpoints))
-        for label, ckpt, path in zip(labels, checkpoints, paths):
-            model = build_model_from_checkpoint(ckpt).to(torch_device)
-            data = load_data(ckpt.data, data_root=data_root, download=download)
-            loss = ckpt.training.loss if ckpt.training else "cross-entropy"
-            analysis = analyze_model(model, data, loss_name=loss, options=options,
-                                     advance=lambda text, label=label: bar.update(task, advance=1, description=f"{label} {text}"))  # fmt: skip
-            curv = None
-            if curvature:
-                bar.update(task, description=f"{label} curvature")
-                step = lr if lr is not None else (ckpt.training.lr if ckpt.training else None)
-                batch = sgd_batch_size if sgd_batch_size is not None else (ckpt.training.batch_size if ckpt.training else 0)
-                if step is None:
-                    raise BadInputError(f"{path} has no training spec; pass --lr (and --batch-size) for the stability verdicts")
-                curv = analyze_curvature(model, data.train, loss=loss, lr=step, batch_size=batch,
-                                         options=CurvatureOptions(subset=curvature_subset, chunk_size=batch_size, seed=seed))  # fmt: skip
-            reports.append(Report(source=str(path), model=ckpt.model, data=ckpt.data, training=ckpt.training,
-                                  epoch=ckpt.epoch, analysis=analysis, curvature=curv))  # fmt: skip
+        task = bar.add_task("", total=(steps_per_analysis() + (curvature is not None)) * len(weights))
+        for label, w in zip(labels, weights):
+            advance = lambda text, label=label: bar.update(task, advance=1, description=f"{label} {text}")  # noqa: E731
+            reports.append(analyze_checkpoint(w, data_root=data_root, download=download, device=device, lr=lr,
+                                              batch_size=batch_size, options=options, curvature=curvature,
+                                              advance=advance))  # fmt: skip
     console.print(comparison_table(reports, labels))
     if json_path is not None:
         write_json(json_path, reports)
@@ -112,41 +94,31 @@ def _labels(paths: list[Path]) -> list[str]:
     return names if len(set(names)) == len(names) else [str(p) for p in paths]
 
 
-@app.command()
+@app.command(help=LAZY["analyze"][1])
+@config_command(options=ANALYSIS, curvature_options=CURVATURE, bare=BARE)
 def analyze(
-    checkpoints: Annotated[list[Path], typer.Argument(help="Checkpoints written by `stability train` (or bare state_dicts with --arch/--dataset).")],
+    checkpoints: Annotated[list[Path], typer.Argument(help="Checkpoints written by `stability train`, or bare state_dicts with --model or --arch, and --dataset.")],
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON (schema in docs/cli.md).")] = None,
     plots: Annotated[Optional[Path], typer.Option(help="Write figures (PNG) into this folder.")] = None,
-    max_samples: Annotated[int, typer.Option(help="Samples analyzed per split (seeded subset); 0 = all.")] = 1000,
-    chunk_size: Annotated[int, typer.Option(help="Samples per vmap chunk and per curvature chunk (bounds memory); 0 = all at once.")] = 0,
     curvature: Annotated[bool, typer.Option(help="Also report curvature, stability verdicts and bounds (on the training split).")] = True,
     lr: Annotated[Optional[float], typer.Option(help="Step size for the GD/SGD verdicts. Default: the checkpoint's.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size for the SGD verdict (0 = full batch). Default: the checkpoint's.")] = None,
-    curvature_samples: Annotated[int, typer.Option(help="Training samples the curvature is evaluated on (seeded subset).")] = 1000,
-    sigma: Annotated[float, typer.Option(help="Noise scale for the finite-noise measures, in input units.")] = 0.1,
-    noise_samples: Annotated[int, typer.Option(help="Noisy copies per sample.")] = 16,
-    seed: Annotated[int, typer.Option(help="Seed of the subset and of every random draw.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
     data_root: Annotated[Optional[Path], typer.Option(help="Where on-disk datasets live on this machine.")] = None,
     download: Annotated[bool, typer.Option(help="Fetch a missing on-disk dataset.")] = False,
-    arch: Annotated[Optional[str], typer.Option(help="For a bare state_dict: the architecture.")] = None,
-    arch_kwargs: Annotated[str, typer.Option(help="For a bare state_dict: architecture kwargs as JSON.")] = "{}",
-    dataset: Annotated[Optional[str], typer.Option(help="For a bare state_dict: the dataset it was trained on.")] = None,
     unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Allow arbitrary pickles. RUNS CODE FROM THE FILE: only for files you made.")] = False,
     strict: Annotated[bool, typer.Option(help="Exit 1 if an iterative estimate did not converge.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    *,
+    options: AnalysisOptions,
+    curvature_options: CurvatureOptions,
+    bare: BareStateDict,
 ) -> None:
-    """Measure accuracy, loss and input sensitivity of checkpoints on their own train and test data."""
-    from stability.cli.analyze import run_analyze
-
-    with user_errors():
-        bare = (ModelSpec(arch, parse_json_dict(arch_kwargs, "--arch-kwargs")) if arch else None, dataset)
+    with user_errors(analyze.flags):
         failed = run_analyze(
-            checkpoints, json_path=json_path, plots=plots, max_samples=max_samples or None,
-            batch_size=chunk_size or None, sigma=sigma, noise_samples=noise_samples, seed=seed, device=device,
-            data_root=data_root, download=download, bare=bare, unsafe_pickle=unsafe_pickle, progress=progress,
-            console=out_console, err_console=err_console, curvature=curvature, lr=lr, sgd_batch_size=batch_size,
-            curvature_subset=curvature_samples,
+            checkpoints, options=options, curvature=curvature_options if curvature else None, bare=bare, lr=lr,
+            batch_size=batch_size, device=device, data_root=data_root, download=download,
+            unsafe_pickle=unsafe_pickle, json_path=json_path, plots=plots, progress=progress,
         )  # fmt: skip
     if strict and failed:
         err_console.print(f"[bold red]not converged:[/] {'; '.join(failed)}")

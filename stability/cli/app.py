@@ -3,23 +3,66 @@
 Exit codes: 0 success; 1 the analysis found a problem the user asked to fail on; 2 bad input (unreadable or
 untrusted checkpoint, unknown architecture, missing dataset files, ...), with one line saying what and how
 to fix it.
+
+Start-up stays light: this module and the command modules import typer, rich's console and the spec
+dataclasses only; torch, the measures, sympy and matplotlib load inside the command that needs them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import Iterator
+import importlib
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import typer
+import typer.main
 from rich.console import Console
-from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
-from stability.data.spec import CORRUPTIONS
 from stability.errors import BadInputError, StabilityError
+
+# Commands whose module loads only when the command runs or shows its own help: name -> (module, help).
+# `analyze` takes its options' defaults from the analysis option dataclasses, which import torch.
+LAZY = {
+    "analyze": ("stability.cli.analyze",
+                "Measure accuracy, loss, input sensitivity and curvature of checkpoints or of your own model."),
+}  # fmt: skip
+
+
+class LazyGroup(TyperGroup):
+    """The command group: the commands of :data:`LAZY` are listed from the table and built on first use."""
+
+    listing = False
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return [*self.commands, *(name for name in LAZY if name not in self.commands)]
+
+    def get_command(self, ctx: typer.Context, name: str) -> Any:
+        if name in self.commands or name not in LAZY:
+            return self.commands.get(name)
+        module, text = LAZY[name]
+        if self.listing:
+            return TyperCommand(name, help=text)
+        importlib.import_module(module)  # registers the command on `app`
+        info = next(i for i in app.registered_commands if (i.name or i.callback.__name__) == name)
+        self.commands[name] = typer.main.get_command_from_info(
+            info, pretty_exceptions_short=app.pretty_exceptions_short, rich_markup_mode=app.rich_markup_mode
+        )
+        return self.commands[name]
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        self.listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.listing = False
+
 
 app = typer.Typer(
     name="stability",
+    cls=LazyGroup,
     help="Measure why trained networks generalize: input and parameter stability of real checkpoints.",
     no_args_is_help=True,
     add_completion=False,
@@ -33,34 +76,49 @@ out_console = Console()
 err_console = Console(stderr=True)
 
 
+def translate(message: str, flags: Mapping[str, str]) -> str:
+    """``message`` with each library parameter named as its flag.
+
+    A name with an underscore is rewritten wherever it stands as a word; a plain word (``lr``, ``loss``)
+    only where the message speaks of it as a parameter: before ``must``, a quoted value, a
+    parenthesis or a comparison.
+    """
+    for name in sorted(flags, key=len, reverse=True):
+        tail = r"(?![\w-])" if "_" in name else r"(?=\s+must\b|\s+'|\s+\(|\s*[=<>])"
+        message = re.sub(rf"(?<![\w\-./]){re.escape(name)}{tail}", flags[name], message)
+    return message
+
+
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the toolkit's input errors into one line on stderr and exit code 2."""
+def translated(flags: Mapping[str, str]) -> Iterator[None]:
+    """A :class:`BadInputError` raised inside is raised again with its parameter names as flags."""
+    try:
+        yield
+    except BadInputError as exc:
+        raise type(exc)(translate(str(exc), flags)) from None
+
+
+@contextlib.contextmanager
+def user_errors(flags: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Turn the toolkit's input errors into one line on stderr and exit code 2.
+
+    ``flags`` maps library parameter names to the command's flags, so the line names what the user typed.
+    """
     try:
         yield
     except (BadInputError, StabilityError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        text = translate(str(exc), flags or {})
+        err_console.print(f"[bold red]error:[/] {text}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
-
-
-def parse_json_dict(text: str, option: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadInputError(f"{option} must be a JSON object such as '{{\"widths\": [512]}}': {exc.msg}") from None
-    if not isinstance(value, dict):
-        raise BadInputError(f"{option} must be a JSON object such as '{{\"widths\": [512]}}', got {text!r}")
-    return value
-
-
-def _choices(values: tuple[str, ...]) -> str:
-    return ", ".join(values)
 
 
 @app.command("list")
 def list_things() -> None:
     """List the datasets, architectures and corruptions."""
+    from rich.table import Table
+
     from stability.data.sources import DATASETS
+    from stability.data.spec import CORRUPTIONS
     from stability.models.registry import describe_architectures
 
     table = Table(title="architectures", show_header=False)

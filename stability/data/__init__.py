@@ -8,11 +8,23 @@
 - :mod:`.corruptions` — Zhang et al.'s randomization tests, Badger's noise mixing, preprocessing.
 - :mod:`.mnist1d` — the MNIST-1D generator.
 - :mod:`.streams` — seeded random streams keyed by sample, so every spec gives bit-identical tensors.
+
+Names load on first use, so ``stability.data.spec`` imports without torch (the command line's start-up).
 """
 
-from stability.data.bundle import DataBundle, Split, load_data
-from stability.data.download import download_dataset
-from stability.data.sources import DATASETS
-from stability.data.spec import CORRUPTIONS, PREPROCESSING, DataSpec
+from __future__ import annotations
 
-__all__ = ["CORRUPTIONS", "DATASETS", "DataBundle", "DataSpec", "PREPROCESSING", "Split", "download_dataset", "load_data"]
+from typing import Any
+
+from stability import load_export
+
+_EXPORTS = {
+    "DataBundle": "bundle", "Split": "bundle", "load_data": "bundle", "download_dataset": "download",
+    "DATASETS": "sources", "CORRUPTIONS": "spec", "PREPROCESSING": "spec", "DataSpec": "spec",
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    return load_export(__name__, _EXPORTS, name)

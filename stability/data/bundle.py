@@ -85,24 +85,26 @@ class DataBundle:
     """Everything a run trains and is evaluated on, rebuilt exactly from ``spec``.
 
     Attributes:
-        spec: the :class:`DataSpec` it was built from.
-        train, test: the splits; ``heldout``: the held-out split, ``None`` when ``spec.n_heldout == 0``.
+        spec: the :class:`DataSpec` it was built from (``None`` for tensors given directly, as by
+            :func:`stability.analyze`).
+        train, test: the splits (``test`` is ``None`` only for tensors given without a test batch);
+            ``heldout``: the held-out split, ``None`` when ``spec.n_heldout == 0``.
         num_classes: number of classes (100 for ``cifar100``, 10 otherwise).
         input_shape: ``(1, 8, 8)`` digits, ``(1, 28, 28)`` MNIST, ``(3, 32, 32)`` CIFAR (``(3, s, s)`` after a
             centre crop of side ``s``), ``(1, 40)`` MNIST-1D.
     """
 
-    spec: DataSpec
+    spec: DataSpec | None
     train: Split
-    test: Split
+    test: Split | None
     heldout: Split | None
     num_classes: int
     input_shape: tuple[int, ...]
 
     def to(self, device: str | torch.device) -> DataBundle:
         """The same bundle with every split on ``device``."""
-        heldout = self.heldout.to(device) if self.heldout is not None else None
-        return dataclasses.replace(self, train=self.train.to(device), test=self.test.to(device), heldout=heldout)
+        test, heldout = (s.to(device) if s is not None else None for s in (self.test, self.heldout))
+        return dataclasses.replace(self, train=self.train.to(device), test=test, heldout=heldout)
 
 
 def _split_indices(spec: DataSpec, n_pool: int, n_test_all: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -33,7 +33,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from stability.data.streams import derive_seed
 from stability.errors import BadInputError
@@ -120,6 +119,8 @@ def generate_mnist1d(num_samples: int, config: Mnist1DConfig = Mnist1DConfig()) 
     src = (np.arange(length)[None, :] - shift[:, None]) % length
     x = np.take_along_axis(x, src, axis=1)
     signal = np.take_along_axis(signal, src, axis=1)
+    from scipy.ndimage import gaussian_filter1d  # scipy loads only when MNIST-1D is generated
+
     smooth = gaussian_filter1d(config.corr_noise_scale * corr, config.corr_noise_sigma, axis=1, mode="reflect")
     x = np.where(signal, x, smooth) + config.iid_noise_scale * iid
     x = x - shear[:, None] * np.linspace(-0.5, 0.5, length)[None, :]

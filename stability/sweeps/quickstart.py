@@ -34,12 +34,10 @@ def quickstart_specs(epochs: int) -> tuple[ModelSpec, dict[str, DataSpec], Train
 def run_quickstart(
     out: str | Path, *, epochs: int = 150, device: str = "cpu", console: Console | None = None
 ) -> dict[str, TrainResult]:
-    """Train both runs (skipping finished ones), print the training summary, then analyze both checkpoints.
+    """Train both runs (skipping finished ones) and print the training summary.
 
-    Writes ``OUT/{true,random-labels}/`` run folders and ``OUT/analysis.json`` + ``OUT/figures/``.
+    Writes ``OUT/{true,random-labels}/`` run folders; ``stability quickstart`` then analyzes both checkpoints.
     """
-    from stability.cli.analyze import run_analyze
-
     console = console or Console()
     model, data_specs, training = quickstart_specs(epochs)
     results = {}
@@ -48,12 +46,6 @@ def run_quickstart(
         console.print(f"[bold]{name}[/]: {model.arch} {model.kwargs} on {data.dataset} -> {run_dir}")
         results[name] = train(model, data, training, run_dir, device=device, resume=True, progress=True)
     console.print(summary_table(results))
-    run_analyze(
-        [r.checkpoint_path for r in results.values()], json_path=Path(out) / "analysis.json",
-        plots=Path(out) / "figures", max_samples=None, batch_size=None, sigma=0.1, noise_samples=16, seed=0,
-        device=device, data_root=None, download=False, bare=(None, None), unsafe_pickle=False, progress=True,
-        console=console, err_console=console,
-    )  # fmt: skip
     return results
 
 

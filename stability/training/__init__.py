@@ -4,19 +4,24 @@
 - :mod:`.loop` — :func:`train`: device-resident data, the papers' objectives, resumable run folders.
 - :mod:`.logs` — the per-epoch JSON-lines files of a run folder.
 - :mod:`.checkpoint` — checkpoints that load without running code.
+
+Names load on first use, so ``stability.training.spec`` imports without torch (the command line's start-up).
 """
 
-from stability.training.checkpoint import (
-    Checkpoint,
-    build_model_from_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
-from stability.training.logs import read_metrics
-from stability.training.loop import TrainResult, evaluate, train
-from stability.training.spec import TrainSpec
+from __future__ import annotations
 
-__all__ = [
-    "Checkpoint", "TrainResult", "TrainSpec", "build_model_from_checkpoint", "evaluate", "load_checkpoint",
-    "read_metrics", "save_checkpoint", "train",
-]
+from typing import Any
+
+from stability import load_export
+
+_EXPORTS = {
+    "Checkpoint": "checkpoint", "build_model_from_checkpoint": "checkpoint", "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint", "read_metrics": "logs", "TrainResult": "loop", "evaluate": "loop",
+    "train": "loop", "TrainSpec": "spec",
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    return load_export(__name__, _EXPORTS, name)

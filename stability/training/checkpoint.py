@@ -151,8 +151,8 @@ def checkpoint_from_dict(obj: Any, *, source: str = "checkpoint") -> Checkpoint:
     """Validate the dict form of a checkpoint (see the module docstring)."""
     if is_state_dict(obj):
         raise CheckpointError(
-            f"{source} is a bare state_dict with no model or data spec; pass --arch, --arch-kwargs and "
-            "--dataset so it can be rebuilt"
+            f"{source} is a bare state_dict with no model or data spec; pass --model package.module:factory "
+            "(your own model) or --arch and --arch-kwargs (a registry architecture), and --dataset"
         )
     if not isinstance(obj, Mapping) or "format" not in obj:
         raise CheckpointError(f"{source} is not a stability checkpoint (no 'format' field); write it with stability train")
@@ -221,8 +221,11 @@ def build_model_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
     return model.eval()
 
 
-def load_weights(model: nn.Module, state_dict: Mapping[str, Tensor], *, source: str) -> None:
-    """``model.load_state_dict(strict=True)`` with a one-line error naming what does not fit."""
+def load_weights(
+    model: nn.Module, state_dict: Mapping[str, Tensor], *, source: str,
+    hint: str = "check --arch, --arch-kwargs and the dataset's input shape",
+) -> None:
+    """``model.load_state_dict(strict=True)`` with a one-line error naming what does not fit, then ``hint``."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
@@ -240,7 +243,6 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, Tensor], *, source: 
         if shapes:
             parts.append(f"shape mismatch {'; '.join(shapes[:2])}{' ...' if len(shapes) > 2 else ''}")
         raise CheckpointError(
-            f"{source} does not fit the architecture ({'; '.join(parts)}); check --arch, --arch-kwargs and "
-            "the dataset's input shape"
+            f"{source} does not fit the architecture ({'; '.join(parts)}); {hint}"
         )
     model.load_state_dict(state_dict, strict=True)

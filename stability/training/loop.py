@@ -167,7 +167,7 @@ class _Run:
         self.seconds = 0.0
         self.history: list[dict[str, float]] = []
         if spec.objective == "split" and (data.heldout is None or len(data.heldout) == 0):
-            raise BadInputError("gradient splitting needs a held-out split; set n_heldout (--n-heldout) above 0")
+            raise BadInputError("gradient splitting needs a held-out split; set n_heldout above 0")
 
     def lr_at(self, epoch: int) -> float:
         return self.spec.lr * self.spec.lr_decay**epoch

@@ -12,10 +12,6 @@ from dataclasses import dataclass
 from stability.checks import check_choice, check_range
 from stability.config import _Spec
 from stability.errors import BadInputError
-from stability.losses import LOSS_NAMES
-
-LOSSES = LOSS_NAMES
-
 
 OBJECTIVES = ("standard", "split")
 
@@ -28,9 +24,9 @@ class TrainSpec(_Spec):
     """How a model is trained.
 
     Attributes:
-        loss: ``cross-entropy`` or ``mse`` (half the squared error to one-hot targets, summed over
-            classes, averaged over samples, as in the edge-of-stability literature; see
-            :mod:`stability.losses`).
+        loss: a name in the loss registry :mod:`stability.losses`: ``cross-entropy``, ``mse`` (half the
+            squared error to one-hot targets, summed over classes, averaged over samples, as in the
+            edge-of-stability literature) or ``bounded-cross-entropy`` (Badger's).
         objective: ``standard`` (minimize the training loss) or ``split`` (Badger's gradient splitting:
             minimize ``L_train - L_heldout`` while held-out accuracy is at least ``split_threshold``,
             plain ``L_train`` otherwise).
@@ -41,7 +37,11 @@ class TrainSpec(_Spec):
             objective mid-run in either direction within one resumable run.
         optimizer: ``sgd`` (with ``momentum``) or ``adam``.
         lr: learning rate at epoch 0; multiplied by ``lr_decay`` after every epoch.
+        momentum: SGD's heavy-ball momentum, in [0, 1].
+        weight_decay: L2 weight decay, non-negative.
+        lr_decay: learning-rate factor applied after every epoch, in [0, 1].
         batch_size: minibatch size; ``0`` means full batch (gradient descent).
+        epochs: passes over the training split.
         augment: random crops (padding 2 for 8x8 inputs, 4 otherwise) and horizontal flips of images.
         augment_flip: whether ``augment`` flips; ``False`` is crops alone (the random-crop augmentation of Zhang et al.).
         checkpoint_every: write a resumable checkpoint every this many epochs (and always at the end).
@@ -66,7 +66,9 @@ class TrainSpec(_Spec):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_choice("loss", self.loss, LOSSES)
+        from stability.losses import LOSS_NAMES  # the registry imports torch; the spec alone stays light
+
+        check_choice("loss", self.loss, LOSS_NAMES)
         check_choice("objective", self.objective, OBJECTIVES)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if not self.lr > 0:
@@ -84,5 +86,5 @@ class TrainSpec(_Spec):
         stop = self.split_start if self.split_stop is None else self.split_stop
         if not (isinstance(self.split_start, int) and 0 <= self.split_start <= stop):
             raise BadInputError(
-                f"split epochs must satisfy 0 <= split_start <= split_stop, got {self.split_start} and {self.split_stop}"
+                f"split_start and split_stop must satisfy 0 <= split_start <= split_stop, got {self.split_start} and {self.split_stop}"
             )
