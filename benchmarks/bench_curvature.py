@@ -122,14 +122,14 @@ class Row:
     curvlinops_err: float | None
 
 
-def bench_model(arch: str, device: torch.device, n: int, batch_size: int | None, repeats: int,
+def bench_model(arch: str, device: torch.device, n: int, chunk_size: int | None, repeats: int,
                 power_max_iter: int, seed: int) -> Row:
     module, source = build(arch, seed)
     module = module.to(device).eval()
     x, y, data = digits(n, seed)
     x, y = x.to(device), y.to(device)
-    op = CurvatureOperator(module, x, y, batch_size=batch_size)
-    ggn = CurvatureOperator(module, x, y, which="ggn", batch_size=batch_size)
+    op = CurvatureOperator(module, x, y, chunk_size=chunk_size)
+    ggn = CurvatureOperator(module, x, y, curvature="ggn", chunk_size=chunk_size)
     gen = torch.Generator().manual_seed(seed)
     v = torch.randn(op.dim, generator=gen).to(device)
     params = list(module.parameters())
@@ -165,7 +165,7 @@ def bench_model(arch: str, device: torch.device, n: int, batch_size: int | None,
     except ImportError:
         pass
     else:
-        batches = list(zip(x.split(batch_size or n), y.split(batch_size or n)))
+        batches = list(zip(x.split(chunk_size or n), y.split(chunk_size or n)))
         H = HessianLinearOperator(module, nn.CrossEntropyLoss(), params, batches, check_deterministic=False,
                                   num_data=n).to_scipy()
         count = [0]
@@ -227,7 +227,7 @@ def markdown(rows: list[Row], device: torch.device, power_max_iter: int) -> str:
 def main(
     device: Annotated[str, typer.Option(help="torch device to run on, e.g. cpu or cuda")] = "cpu",
     n: Annotated[int, typer.Option(help="training digits in the evaluation set")] = 1000,
-    batch_size: Annotated[int, typer.Option(help="samples per chunk (0: all at once)")] = 0,
+    chunk_size: Annotated[int, typer.Option(help="samples per chunk (0: all at once)")] = 0,
     repeats: Annotated[int, typer.Option(help="timed repetitions per product (median reported)")] = 5,
     power_max_iter: Annotated[int, typer.Option(help="cap on power-iteration steps")] = 300,
     threads: Annotated[int, typer.Option(help="torch intra-op threads (0: leave torch's default)")] = 0,
@@ -238,7 +238,7 @@ def main(
     if threads > 0:
         torch.set_num_threads(threads)
     dev = torch.device(device)
-    rows = [bench_model(a.strip(), dev, n, batch_size or None, repeats, power_max_iter, seed)
+    rows = [bench_model(a.strip(), dev, n, chunk_size or None, repeats, power_max_iter, seed)
             for a in models.split(",")]
     print(markdown(rows, dev, power_max_iter))
     return rows

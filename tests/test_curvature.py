@@ -530,3 +530,11 @@ def test_results_serialize_without_their_bulky_evidence() -> None:
     assert out["eigenvalues"] == eig.eigenvalues.tolist()
     tr = hutchinson_trace(torch.eye(4, dtype=F64), 5)
     assert to_json(tr) == {"estimate": 4.0, "stderr": 0.0, "num_hvps": 5, "method": "hutchinson", "num_samples": 5}
+
+
+def test_the_docs_example_runs() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "curvature.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "docs/curvature.md", "exec"), {})  # noqa: S102 - our own docs
