@@ -94,6 +94,25 @@ def mlp(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     return params["v"] @ h
 
 
+def mlp_module(params: dict[str, torch.Tensor]) -> torch.nn.Sequential:
+    """The same network as :func:`mlp` as an ``nn.Module`` mapping ``(B, d)`` to ``(B, 1)``, for the library's
+    measures (which take modules); its weights are copies of ``params``."""
+    layers: list[torch.nn.Module] = []
+    k = 0
+    while f"W{k}" in params:
+        W = params[f"W{k}"]
+        linear = torch.nn.Linear(W.shape[1], W.shape[0], dtype=torch.float64)
+        with torch.no_grad():
+            linear.weight.copy_(W)
+            linear.bias.copy_(params[f"b{k}"])
+        layers += [linear, torch.nn.Tanh()]
+        k += 1
+    head = torch.nn.Linear(params["v"].numel(), 1, bias=False, dtype=torch.float64)
+    with torch.no_grad():
+        head.weight.copy_(params["v"][None])
+    return torch.nn.Sequential(*layers, head)
+
+
 def flatten(params: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Callable[[torch.Tensor], dict[str, torch.Tensor]]]:
     """A flat parameter vector and the map back to the dict (for dense Hessians over all parameters)."""
     names = list(params)

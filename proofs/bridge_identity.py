@@ -9,7 +9,7 @@ and ``‖∇_W f‖_F = ‖δ‖ ‖x‖``. The identity turns a directional inp
 into a parameter-space inner product — the quantity curvature controls.
 
 Checks: sympy with ``h`` an undefined function of ``m = 2`` arguments and ``d = 3``; autodiff on a random
-tanh network (two hidden layers) at random inputs, per sample with ``vmap``.
+tanh network (two hidden layers) at random inputs, per sample with ``vmap``. Last, the library's ``first_layer_identity`` returns both sides as derived.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import sympy as sp
 import torch
 from torch.func import grad, vmap
 
-from proofs._common import Steps, check_close, check_zero, generator, main, mlp, mlp_params
+from proofs._common import Steps, check, check_close, check_zero, generator, main, mlp, mlp_module, mlp_params
+from stability.dynamics.bounds import first_layer_identity
 
 
 def verify(verbose: bool = False) -> None:
@@ -53,6 +54,12 @@ def verify(verbose: bool = False) -> None:
     check_close(gp["W0"], gp["b0"][:, :, None] * X[:, None, :], "autodiff: ∇_W f = δ xᵀ")
     check_close(gx, gp["b0"] @ W0, "autodiff: ∇_x f = Wᵀ δ")
     step(f"autodiff on a tanh network, {n} random inputs: all three identities to 1e-12")
+
+    identity = first_layer_identity(mlp_module(params), X)
+    check(identity.layer.acts_on_input and identity.layer.weight == "0.weight", "the library finds the first layer")
+    check_close(identity.lhs[:, 0], (X * gx).sum(1), "stability.first_layer_identity: xᵀ∇_x f")
+    check_close(identity.rhs[:, 0], (W0 * gp["W0"]).sum((1, 2)), "stability.first_layer_identity: ⟨W, ∇_W f⟩")
+    step("the library's first_layer_identity returns both sides as derived here")
 
 
 if __name__ == "__main__":

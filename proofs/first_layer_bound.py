@@ -16,7 +16,7 @@ Cauchy–Schwarz on ``xᵀ∇_x f = ⟨W, ∇_W f⟩`` gives ``(xᵀ∇_x f)² �
 
 Checks: sympy for (1) on a generic two-parameter model (undefined function) and for the Frobenius
 identity; autodiff on a random tanh network with labels set to its own outputs (exact interpolation):
-each step per sample, ``tr`` of the dense Hessian of the loss, and that (1) fails away from interpolation.
+each step per sample, ``tr`` of the dense Hessian of the loss, and that (1) fails away from interpolation. Last, the library's ``first_layer_bound`` returns the same two sides.
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ import sympy as sp
 import torch
 from torch.func import grad, hessian, vmap
 
-from proofs._common import Steps, check, check_close, check_zero, flatten, generator, main, mlp, mlp_params
+from proofs._common import (
+    Steps, check, check_close, check_zero, flatten, generator, main, mlp, mlp_module, mlp_params,
+)
+from stability.dynamics.bounds import first_layer_bound
 
 
 def verify(verbose: bool = False) -> None:
@@ -77,6 +80,12 @@ def verify(verbose: bool = False) -> None:
     lhs2 = ((X * gx).sum(1) ** 2).mean()
     check(bool(lhs2 <= frob**2 * trH), "(1/n) Σ (xᵀ∇_x f)² ≤ ‖W‖_F² tr H")
     step(f"data-direction form: {float(lhs2):.4f} ≤ ‖W‖_F² tr H = {float(frob**2 * trH):.4f}")
+
+    bound = first_layer_bound(mlp_module(params), X, Y[:, None], loss="mse")
+    check(bound.assumptions["curvature_is_hessian"] and bound.holds, "the library states the bound about H")
+    check_close(bound.lhs, lhs, "stability.first_layer_bound: left side")
+    check_close(bound.rhs, rhs, "stability.first_layer_bound: right side ‖W‖₂² tr H")
+    step(f"the library's first_layer_bound gives the same two sides, {bound.lhs:.4f} ≤ {bound.rhs:.4f}")
 
 
 if __name__ == "__main__":

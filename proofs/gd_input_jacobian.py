@@ -11,7 +11,7 @@ stability caps, and the model's input sensitivity.
 
 Checks: sympy with ``f`` an undefined function of two parameters and a 2-D input, ``n = 2``; the library's
 symbolic ``gd_input_jacobian`` on T4's fixed branch; autodiff (``jacrev`` through one GD step with respect to
-the inputs) on a random tanh network, at interpolation and — with the extra term — away from it.
+the inputs) on a random tanh network, at interpolation and — with the extra term — away from it. Last, the library's ``update_input_sensitivity`` returns these norms.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ import sympy as sp
 import torch
 from torch.func import grad, jacfwd, jacrev, vmap
 
-from proofs._common import Steps, check_close, check_zero, flatten, generator, main, mlp, mlp_params
+from proofs._common import (
+    Steps, check, check_close, check_zero, flatten, generator, main, mlp, mlp_module, mlp_params,
+)
+from stability.sensitivity.one_step import update_input_sensitivity
 from stability.toy import catalog
 from stability.toy import symbolic as S
 
@@ -84,6 +87,15 @@ def verify(verbose: bool = False) -> None:
     check_close(J_off, -e / n * (g[:, :, None] * fx[:, None, :] + r[:, None, None] * mixed),
                 "autodiff away from interpolation: the residual term", atol=1e-14)  # fmt: skip
     step("autodiff with residuals: the extra −(η/n) r_i ∂²f/∂θ∂x term appears exactly as derived")
+
+    module = mlp_module(unflatten(flat))
+    sens = update_input_sensitivity(module, Xn, Y[:, None], lr=e, loss="mse")
+    check(sens.assumptions["at_interpolation"], "the library sees the interpolation")
+    check_close(sens.gauss_newton_spectral, norms, "stability.update_input_sensitivity: ‖∂G/∂x_i‖ at interpolation")
+    check_close(sens.product_bound, norms, "rank one: the product (η/n)‖g_i‖‖∇_x f‖ is the norm itself")
+    off = update_input_sensitivity(module, Xn, (Y - r)[:, None], lr=e, loss="mse", exact=True)
+    check_close(off.exact_fro, J_off.flatten(1).norm(dim=1), "stability.update_input_sensitivity(exact=True) off interpolation")
+    step("the library's update_input_sensitivity gives these norms, with and without residuals")
 
 
 if __name__ == "__main__":

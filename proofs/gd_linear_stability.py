@@ -13,7 +13,7 @@ eigenvalues ``1 − ηλ_k``, and
 
 Checks: sympy solves ``|1 − ηλ| < 1`` over ``η > 0`` for ``λ`` of each sign and compares
 ``stability.toy.stable_learning_rates``; autodiff compares ``∂G/∂θ`` (reverse mode through the map) with
-``I − ηH`` (dense Hessian) and iterates the linear and the nonlinear map on both sides of ``2/λ_max``.
+``I − ηH`` (dense Hessian) and iterates the linear and the nonlinear map on both sides of ``2/λ_max``. Last, the library's ``gd_criterion`` gives the verdicts GD reached.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch
 from torch.func import grad, hessian, jacrev
 
 from proofs._common import Steps, check, check_close, generator, main
+from stability.dynamics.verdicts import gd_criterion
 from stability.toy import catalog
 from stability.toy.gd import gradient_descent
 from stability.toy.symbolic import stable_learning_rates
@@ -94,6 +95,11 @@ def verify(verbose: bool = False) -> None:
           "T1: η slightly below 2/s converges to a minimum next to θ*")  # fmt: skip
     check(float((runs.final[1] - star).norm()) > 1e-2, "T1: η slightly above 2/s leaves θ*")
     step(f"nonlinear GD (T1) near a minimum of sharpness {s:.4f}: converges at 0.97·2/s, leaves at 1.03·2/s")
+
+    verdicts = [gd_criterion(s, float(lr)) for lr in lrs]
+    check([v.stable for v in verdicts] == [True, False], "stability.gd_criterion: stable at 0.97·2/s, not at 1.03·2/s")
+    check_close([v.threshold for v in verdicts], [2 / float(lr) for lr in lrs], "the library's threshold is 2/η")
+    step("the library's gd_criterion gives the verdicts GD reached")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ minimum can be GD-stable but SGD-unstable. In ``d`` dimensions Wu, Ma & E state 
 
 Checks: the identity symbolically for ``n = 4`` and every ``B`` by enumerating all batches; numerically
 for ``n = 7, B = 3`` by exact enumeration with random ``h``; and by simulation (seeded, within 4 standard
-errors), including a minimum that GD keeps but SGD leaves.
+errors), including a minimum that GD keeps but SGD leaves. Last, the library's ``sgd_criterion`` evaluates this identity and reaches the same verdicts.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import sympy as sp
 import torch
 
 from proofs._common import Steps, check, check_close, check_zero, generator, main
+from stability.dynamics.verdicts import gd_criterion, sgd_criterion
 
 
 def factor(h: torch.Tensor, eta: float, B: int) -> torch.Tensor:
@@ -100,6 +101,15 @@ def verify(verbose: bool = False) -> None:
     check(abs(mean - q_with**steps) > 10 * se, "the with-replacement variance s²/B must not fit")
     step(f"simulation, n = 4, B = 2 without replacement: E θ_3² = {mean:.5f} ± {se:.5f}, formula {q**steps:.5f} "
          f"(with replacement would give {q_with**steps:.5f})")
+
+    hs = torch.tensor([0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 6.0], dtype=torch.float64)
+    n, B, e = hs.numel(), 1, 1.2
+    a, s = float(hs.mean()), float((hs.pow(2).mean() - hs.mean() ** 2).sqrt())
+    verdict = sgd_criterion(a, s, e, B, n)
+    check_close(verdict.lhs, factor(hs, e, B), "stability.sgd_criterion: its left side is the second-moment factor")
+    check(not verdict.stable and gd_criterion(a, e).stable, "the library: GD-stable, SGD-unstable")
+    check_close(sgd_criterion(a, s, e, n, n).lhs, (1 - e * a) ** 2, "B = n: the library's criterion is GD's")
+    step("the library's sgd_criterion evaluates this one-dimensional identity and reaches the same verdicts")
 
 if __name__ == "__main__":
     main(verify)
