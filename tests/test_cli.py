@@ -69,6 +69,19 @@ def test_console_script_is_installed():
     assert proc.returncode == 0 and "train" in proc.stdout and "quickstart" in proc.stdout
 
 
+def test_the_command_line_starts_without_the_heavy_modules():
+    """`import stability.cli` (what `stability --help` runs) loads neither torch nor sympy, matplotlib, scipy,
+    sklearn, rich.progress or any measure; the commands import them when they run."""
+    heavy = ["torch", "sympy", "matplotlib", "scipy", "sklearn", "rich.progress", "stability.sensitivity",
+             "stability.curvature", "stability.dynamics", "stability.analysis", "stability.toy"]  # fmt: skip
+    code = f"import sys, stability.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    listing = subprocess.run([sys.executable, "-m", "stability.cli", "--help"], capture_output=True, text=True)
+    assert listing.returncode == 0 and "analyze" in listing.stdout and "train" in listing.stdout
+
+
 def test_demo_lists_and_runs_with_closed_forms_in_its_json(tmp_path):
     listing = run("demo", "--list")
     assert listing.exit_code == 0 and "tanh-two-point" in listing.stdout and "quartic" in listing.stdout

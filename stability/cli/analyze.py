@@ -46,15 +46,16 @@ def run_analyze(
 
     Returns the estimates that did not converge (for ``--strict``).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from stability.analysis.report import comparison_table, write_json
     from stability.analysis.run import analyze_checkpoint, open_weights
-    from stability.analysis.splits import steps_per_analysis
 
     # Read every file first, so a bad one fails before minutes of work on the others.
     weights = [open_weights(p, bare=bare, unsafe_pickle=unsafe_pickle, data_root=data_root, download=download)
                for p in paths]  # fmt: skip
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from stability.analysis.report import comparison_table, write_json
+    from stability.analysis.splits import steps_per_analysis
+
     for w in weights:
         if w.training is None:
             err_console.print(f"note: {w.source} is analyzed on {w.data.dataset} with --preprocess {w.data.preprocess}",

@@ -109,7 +109,7 @@ class Options:
                 text += " (JSON)"
             elif f.name in self.zero_is_none:
                 kind, default = int, 0 if default is None else default
-                text += " 0 = None."
+                text += " 0: no limit."
             annotation = Annotated[kind, typer.Option(flag(self.param_name(f.name)), help=text)]
             params.append(inspect.Parameter(self.param_name(f.name), inspect.Parameter.KEYWORD_ONLY,
                                             default=default, annotation=annotation))  # fmt: skip
