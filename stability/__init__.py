@@ -41,8 +41,8 @@ _EXPORTS = {
     # dynamics: linear stability, tracking, bounds
     "gd_stability": "dynamics.verdicts", "sgd_stability": "dynamics.verdicts",
     "gd_criterion": "dynamics.verdicts", "sgd_criterion": "dynamics.verdicts", "GDVerdict": "dynamics.verdicts",
-    "SGDVerdict": "dynamics.verdicts", "nonuniformity": "dynamics.nonuniformity",
-    "NonUniformity": "dynamics.nonuniformity", "StabilityTracker": "dynamics.tracking",
+    "SGDVerdict": "dynamics.verdicts", "nonuniformity": "dynamics.wu_ma_e",
+    "NonUniformity": "dynamics.wu_ma_e", "StabilityTracker": "dynamics.tracking",
     "first_layer_bound": "dynamics.bounds", "first_layer_identity": "dynamics.bounds",
     # analysis of a model on its data
     "analyze": "analysis.run",

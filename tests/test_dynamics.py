@@ -13,9 +13,9 @@ from torch.func import hessian, jacrev
 
 from stability.curvature.lanczos import EigenResult, top_eigenvalues
 from stability.curvature.products import CurvatureOperator
-from stability.dynamics.nonuniformity import NonUniformityOperator, nonuniformity
 from stability.dynamics.tracking import StabilityTracker
 from stability.dynamics.verdicts import gd_criterion, gd_stability, sgd_criterion, sgd_stability
+from stability.dynamics.wu_ma_e import NonUniformityOperator, nonuniformity
 from stability.errors import BadInputError
 from stability.functional import flatten, unflatten
 from stability.losses import mean_loss

@@ -28,8 +28,8 @@ from stability.curvature.products import seeded_subset
 from stability.curvature.trace import TraceResult
 from stability.data.bundle import Split
 from stability.dynamics.bounds import FirstLayerBound, first_layer_bound
-from stability.dynamics.nonuniformity import NonUniformity, nonuniformity
 from stability.dynamics.verdicts import GDVerdict, SGDVerdict, gd_criterion, sgd_criterion
+from stability.dynamics.wu_ma_e import NonUniformity, nonuniformity
 from stability.losses import get_loss
 from stability.sensitivity.one_step import UpdateSensitivity, update_input_sensitivity
 from stability.serialize import omitted

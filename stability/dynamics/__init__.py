@@ -4,7 +4,7 @@ for the inputs.
 - :mod:`.verdicts` — linear-stability verdicts for a step size (GD) and a batch size (SGD): measured on a
   model (:func:`gd_stability`, :func:`sgd_stability`) or evaluated for numbers (:func:`gd_criterion`,
   :func:`sgd_criterion`).
-- :mod:`.nonuniformity` — Wu, Ma & E's non-uniformity of the per-sample curvatures.
+- :mod:`.wu_ma_e` — Wu, Ma & E's (2018) non-uniformity of the per-sample curvatures.
 - :mod:`.tracking` — a training callback recording sharpness and trace as a run goes.
 - :mod:`.bounds` — the first-layer identity and inequality that tie curvature to input sensitivity.
 """
@@ -17,7 +17,6 @@ from stability.dynamics.bounds import (
     first_layer_bound,
     first_layer_identity,
 )
-from stability.dynamics.nonuniformity import NonUniformity, NonUniformityOperator, nonuniformity
 from stability.dynamics.tracking import StabilityTracker
 from stability.dynamics.verdicts import (
     GDVerdict,
@@ -27,6 +26,7 @@ from stability.dynamics.verdicts import (
     sgd_criterion,
     sgd_stability,
 )
+from stability.dynamics.wu_ma_e import NonUniformity, NonUniformityOperator, nonuniformity
 
 __all__ = [
     "FirstLayer", "FirstLayerBound", "GDVerdict", "LayerIdentity", "NonUniformity", "NonUniformityOperator",

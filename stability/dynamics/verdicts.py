@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from stability.checks import check_non_negative, check_positive
 from stability.curvature.lanczos import EigenResult
 from stability.curvature.measures import hessian_eigenvalues
-from stability.dynamics.nonuniformity import nonuniformity as measure_nonuniformity
+from stability.dynamics.wu_ma_e import nonuniformity as measure_nonuniformity
 from stability.errors import BadInputError
 from stability.functional import FunctionalModel, Params
 
