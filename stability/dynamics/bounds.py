@@ -45,6 +45,7 @@ from torch.func import vjp
 
 from stability.checks import check_count
 from stability.curvature.lanczos import top_eigenvalues
+from stability.curvature.operators import LambdaOperator
 from stability.curvature.products import CurvatureOperator
 from stability.curvature.trace import hutchinson_trace
 from stability.errors import BadInputError
@@ -159,13 +160,8 @@ def _operator_norm(fm: FunctionalModel, layer: FirstLayer, x: Tensor) -> float:
 
     _, pullback = vjp(lin, torch.zeros(shape.numel(), dtype=W.dtype, device=W.device))
 
-    class _Gram:
-        dim, dtype, device = shape.numel(), W.dtype, W.device
-
-        def __call__(self, v: Tensor) -> Tensor:
-            return pullback(lin(v))[0]
-
-    res = top_eigenvalues(_Gram(), 1, tol=1e-8, max_iter=500, generator=torch.Generator().manual_seed(0))
+    gram = LambdaOperator(lambda v: pullback(lin(v))[0], shape.numel(), W.dtype, W.device)  # AᵀA
+    res = top_eigenvalues(gram, 1, tol=1e-8, max_iter=500, generator=torch.Generator().manual_seed(0))
     return float(res.eigenvalues[0].clamp_min(0).sqrt())
 
 
