@@ -46,8 +46,8 @@ _EXPORTS = {
     "first_layer_bound": "dynamics.bounds", "first_layer_identity": "dynamics.bounds",
     # analysis of a model on its data
     "analyze": "analysis.run",
-    "analyze_model": "analysis.splits", "Analysis": "analysis.splits", "AnalysisOptions": "analysis.splits",
-    "analyze_curvature": "analysis.curvature", "CurvatureOptions": "analysis.curvature",
+    "analyze_model": "analysis.splits", "Analysis": "analysis.splits", "AnalysisOptions": "analysis.options",
+    "analyze_curvature": "analysis.curvature", "CurvatureOptions": "analysis.options",
     "CurvatureAnalysis": "analysis.curvature", "summarize": "analysis.summary",
     # toy models
     "DEMOS": "toy.demos", "DemoInfo": "toy.demos", "run_demo": "toy.demos",

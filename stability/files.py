@@ -25,3 +25,20 @@ def atomic_write(path: str | Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_checkpoint_path(path: str | Path) -> Path:
+    """``path`` as a ``Path`` if it names a non-empty file, else a one-line :class:`CheckpointError`.
+
+    Torch-free, so the command line refuses a wrong path before loading anything heavy.
+    """
+    from stability.errors import CheckpointError
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; pass the checkpoint file inside it (e.g. {path}/checkpoint.pt)")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty; the run that wrote it did not finish — rerun or resume it")
+    return path

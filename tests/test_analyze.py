@@ -10,7 +10,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from stability.analysis.splits import MEASURES, AnalysisOptions, analyze_model
+from stability.analysis.options import AnalysisOptions
+from stability.analysis.splits import MEASURES, analyze_model
 from stability.cli.app import app
 from stability.data.bundle import load_data
 from stability.data.spec import DataSpec
@@ -240,7 +241,8 @@ def test_curvature_analysis_uses_the_training_loss_and_skips_what_needs_convexit
     convex in the outputs has no Gauss-Newton section and no first-layer bound, and the note says so."""
     from cases import dense_curvature
 
-    from stability.analysis.curvature import CurvatureOptions, analyze_curvature
+    from stability.analysis.curvature import analyze_curvature
+    from stability.analysis.options import CurvatureOptions
     from stability.curvature.products import seeded_subset
     from stability.serialize import to_json
 

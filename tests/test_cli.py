@@ -73,13 +73,21 @@ def test_the_command_line_starts_without_the_heavy_modules():
     """`import stability.cli` (what `stability --help` runs) loads neither torch nor sympy, matplotlib, scipy,
     sklearn, rich.progress or any measure; the commands import them when they run."""
     heavy = ["torch", "sympy", "matplotlib", "scipy", "sklearn", "rich.progress", "stability.sensitivity",
-             "stability.curvature", "stability.dynamics", "stability.analysis", "stability.toy"]  # fmt: skip
+             "stability.curvature", "stability.dynamics", "stability.analysis.splits", "stability.analysis.curvature",
+             "stability.analysis.report", "stability.toy"]  # fmt: skip
     code = f"import sys, stability.cli; print([m for m in {heavy!r} if m in sys.modules])"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
     listing = subprocess.run([sys.executable, "-m", "stability.cli", "--help"], capture_output=True, text=True)
     assert listing.returncode == 0 and "analyze" in listing.stdout and "train" in listing.stdout
+    # A wrong path is refused (one line, exit 2) before any of them loads.
+    refuse = (f"import sys; from stability.cli.app import app; import stability.cli\n"
+              f"try:\n    app(['analyze', 'no-such.pt'])\nexcept SystemExit as e:\n"
+              f"    print(e.code, [m for m in {heavy!r} if m in sys.modules])")
+    proc = subprocess.run([sys.executable, "-c", refuse], capture_output=True, text=True)
+    assert proc.stdout.strip() == "2 []", proc.stdout + proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "no such file" in proc.stderr
 
 
 def test_demo_lists_and_runs_with_closed_forms_in_its_json(tmp_path):

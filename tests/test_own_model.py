@@ -15,7 +15,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 import stability
-from stability.analysis.splits import AnalysisOptions
+from stability.analysis.options import AnalysisOptions
 from stability.cli.app import app
 from stability.data.bundle import load_data
 from stability.data.spec import DataSpec

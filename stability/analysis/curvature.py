@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from stability.analysis.options import CurvatureOptions
 from stability.analysis.summary import summarize
-from stability.checks import check_chunk_size, check_count, check_positive, check_positive_int
+from stability.checks import check_positive
 from stability.curvature.density import SpectralDensity
 from stability.curvature.lanczos import EigenResult
 from stability.curvature.measures import hessian_density, hessian_eigenvalues, hessian_trace
@@ -33,40 +34,6 @@ from stability.dynamics.wu_ma_e import NonUniformity, nonuniformity
 from stability.losses import get_loss
 from stability.sensitivity.one_step import UpdateSensitivity, update_input_sensitivity
 from stability.serialize import omitted
-
-
-@dataclass(frozen=True)
-class CurvatureOptions:
-    """Budgets of :func:`analyze_curvature`.
-
-    Attributes:
-        subset: training samples the curvature is evaluated on (seeded; the edge-of-stability code uses 5,000).
-        top_k, tol, max_iter: Lanczos for the top eigenvalues (relative residual tolerance, product cap).
-        trace_probes: Hutchinson probes for ``tr H``.
-        density_probes, density_steps: stochastic Lanczos quadrature budget.
-        nonuniformity_subset: samples for ``s`` (each Σ-product costs two per-sample HVPs per sample).
-        chunk_size: samples per chunk in every product (memory); ``None``: all at once.
-        seed: subset and probes.
-    """
-
-    subset: int = 1000
-    top_k: int = 3
-    tol: float = 1e-3
-    max_iter: int = 100
-    trace_probes: int = 32
-    density_probes: int = 4
-    density_steps: int = 40
-    nonuniformity_subset: int = 256
-    chunk_size: int | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("subset", "top_k", "max_iter", "density_probes", "density_steps", "nonuniformity_subset"):
-            check_positive_int(name, getattr(self, name))
-        check_count("trace_probes", self.trace_probes, 2, "for a standard error")
-        check_positive("tol", self.tol)
-        check_chunk_size(self.chunk_size)
-        check_count("seed", self.seed, 0)
 
 
 @dataclass(frozen=True)

@@ -19,16 +19,17 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from stability.analysis.curvature import CurvatureOptions, analyze_curvature
+from stability.analysis.curvature import analyze_curvature
+from stability.analysis.options import AnalysisOptions, BareStateDict, CurvatureOptions
 from stability.analysis.report import Report
-from stability.analysis.splits import AnalysisOptions, analyze_model
+from stability.analysis.splits import analyze_model
 from stability.data.bundle import DataBundle, Split, load_data
 from stability.data.spec import DataSpec
 from stability.errors import BadInputError
@@ -42,35 +43,6 @@ from stability.training.checkpoint import (
     read_checkpoint_file,
 )
 from stability.training.spec import TrainSpec
-
-
-@dataclass(frozen=True)
-class BareStateDict:
-    """What a bare ``state_dict`` (weights alone) needs to be analyzed.
-
-    Attributes:
-        model: for a model of your own: ``package.module:factory``, a callable returning the
-            ``nn.Module`` (the module is imported from the current folder or ``sys.path``).
-        arch: for a registry architecture instead: its name (see ``stability list``).
-        arch_kwargs: the registry architecture's keyword arguments.
-        dataset: the dataset the model was trained on (its clean train and test splits are analyzed).
-        preprocess: the input preprocessing the model was trained with: ``none`` (pixels in [0, 1]),
-            ``standardize`` (per-channel, the default, as ``stability train``) or ``whiten`` (per image).
-    """
-
-    model: str | None = None
-    arch: str | None = None
-    arch_kwargs: dict[str, Any] = field(default_factory=dict)
-    dataset: str | None = None
-    preprocess: str = "standardize"
-
-    def __post_init__(self) -> None:
-        if self.model is not None and self.arch is not None:
-            raise BadInputError("model (your factory) and arch (a registry name) both name the architecture; pass one")
-
-    @property
-    def complete(self) -> bool:
-        return (self.model is not None or self.arch is not None) and self.dataset is not None
 
 
 @dataclass(frozen=True)

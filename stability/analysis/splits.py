@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from stability.analysis.options import MAX_EXACT_OUTPUTS, AnalysisOptions
 from stability.analysis.summary import summarize
 from stability.curvature.products import seeded_subset
 from stability.data.bundle import DataBundle, Split
@@ -32,9 +33,6 @@ from stability.sensitivity.loss_gradient import loss_input_gradient_norm
 from stability.sensitivity.noise import noise_sensitivity, prediction_stability
 from stability.serialize import omitted
 
-MAX_EXACT_OUTPUTS = 100  # above this many outputs, Jacobian norms are estimated instead of computed exactly
-
-
 # Per-sample measures, in report order: name -> (label for people, what it is).
 MEASURES: dict[str, tuple[str, str]] = {
     "jacobian_frobenius": ("‖J‖_F (logits)", "Frobenius norm of the input-logit Jacobian (Novak et al. 2018)"),
@@ -45,34 +43,6 @@ MEASURES: dict[str, tuple[str, str]] = {
     "noise_sensitivity": ("E‖Δf‖/σ", "finite-noise sensitivity E‖f(x+σε) − f(x)‖/σ of the logits"),
     "prediction_stability": ("P(same pred.)", "fraction of noisy copies x+σε with an unchanged prediction"),
 }
-
-
-@dataclass(frozen=True)
-class AnalysisOptions:
-    """Knobs of :func:`analyze_model`.
-
-    Attributes:
-        max_samples: analyze at most this many samples per split (a seeded subset); ``None``: all.
-        chunk_size: samples per ``vmap`` chunk (bounds memory; ``None``: all at once).
-        sigma: noise scale for the finite-noise measures, in the model's input units (after preprocessing).
-        noise_samples: noisy copies per sample.
-        spectral_iters: power-iteration cap for the spectral norm (tolerance ``spectral_tol``), used when
-            Jacobian norms are estimated.
-        frobenius: ``exact`` (the full Jacobian, ``C`` VJPs per sample, gives both norms exactly),
-            ``estimate`` (random projections, ``probes`` VJPs per sample, and power iteration for the
-            spectral norm), or ``auto`` (exact up to :data:`MAX_EXACT_OUTPUTS` outputs).
-        seed: seeds the subset and every random draw.
-    """
-
-    max_samples: int | None = 1000
-    chunk_size: int | None = None
-    sigma: float = 0.1
-    noise_samples: int = 16
-    spectral_iters: int = 100
-    spectral_tol: float = 1e-4
-    frobenius: str = "auto"
-    probes: int = 32
-    seed: int = 0
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,11 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from stability.analysis.curvature import CurvatureOptions
-from stability.analysis.run import BareStateDict
-from stability.analysis.splits import AnalysisOptions
-from stability.cli.app import LAZY, app, err_console, out_console, user_errors
+from stability.analysis.options import AnalysisOptions, BareStateDict, CurvatureOptions
+from stability.cli.app import app, err_console, out_console, user_errors
 from stability.cli.options import Options, config_command
 from stability.data.spec import PREPROCESSING
+from stability.files import check_checkpoint_path
 
 ANALYSIS = Options(AnalysisOptions, zero_is_none=("max_samples", "chunk_size"), help={
     "max_samples": "Samples analyzed per split (a seeded subset).",
@@ -46,6 +45,8 @@ def run_analyze(
 
     Returns the estimates that did not converge (for ``--strict``).
     """
+    for path in paths:  # a wrong path is refused before torch loads
+        check_checkpoint_path(path)
     from stability.analysis.run import analyze_checkpoint, open_weights
 
     # Read every file first, so a bad one fails before minutes of work on the others.
@@ -95,7 +96,7 @@ def _labels(paths: list[Path]) -> list[str]:
     return names if len(set(names)) == len(names) else [str(p) for p in paths]
 
 
-@app.command(help=LAZY["analyze"][1])
+@app.command(help="Measure accuracy, loss, input sensitivity and curvature of checkpoints or of your own model.")
 @config_command(options=ANALYSIS, curvature_options=CURVATURE, bare=BARE)
 def analyze(
     checkpoints: Annotated[list[Path], typer.Argument(help="Checkpoints written by `stability train`, or bare state_dicts with --model or --arch, and --dataset.")],

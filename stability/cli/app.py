@@ -11,58 +11,17 @@ dataclasses only; torch, the measures, sympy and matplotlib load inside the comm
 from __future__ import annotations
 
 import contextlib
-import importlib
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 import typer
 import typer.main
 from rich.console import Console
-from typer.core import TyperCommand, TyperGroup
 
 from stability.errors import BadInputError, StabilityError
 
-# Commands whose module loads only when the command runs or shows its own help: name -> (module, help).
-# `analyze` takes its options' defaults from the analysis option dataclasses, which import torch.
-LAZY = {
-    "analyze": ("stability.cli.analyze",
-                "Measure accuracy, loss, input sensitivity and curvature of checkpoints or of your own model."),
-}  # fmt: skip
-
-
-class LazyGroup(TyperGroup):
-    """The command group: the commands of :data:`LAZY` are listed from the table and built on first use."""
-
-    listing = False
-
-    def list_commands(self, ctx: typer.Context) -> list[str]:
-        return [*self.commands, *(name for name in LAZY if name not in self.commands)]
-
-    def get_command(self, ctx: typer.Context, name: str) -> Any:
-        if name in self.commands or name not in LAZY:
-            return self.commands.get(name)
-        module, text = LAZY[name]
-        if self.listing:
-            return TyperCommand(name, help=text)
-        importlib.import_module(module)  # registers the command on `app`
-        info = next(i for i in app.registered_commands if (i.name or i.callback.__name__) == name)
-        self.commands[name] = typer.main.get_command_from_info(
-            info, pretty_exceptions_short=app.pretty_exceptions_short, rich_markup_mode=app.rich_markup_mode
-        )
-        return self.commands[name]
-
-    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
-        self.listing = True
-        try:
-            super().format_help(ctx, formatter)
-        finally:
-            self.listing = False
-
-
 app = typer.Typer(
     name="stability",
-    cls=LazyGroup,
     help="Measure why trained networks generalize: input and parameter stability of real checkpoints.",
     no_args_is_help=True,
     add_completion=False,

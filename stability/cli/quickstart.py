@@ -17,9 +17,7 @@ def quickstart(
     device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
 ) -> None:
     """Train the same MLP on digits with true and with random labels, and compare them side by side."""
-    from stability.analysis.curvature import CurvatureOptions
-    from stability.analysis.run import BareStateDict
-    from stability.analysis.splits import AnalysisOptions
+    from stability.analysis.options import AnalysisOptions, BareStateDict, CurvatureOptions
     from stability.cli.analyze import run_analyze
     from stability.sweeps.quickstart import run_quickstart
 

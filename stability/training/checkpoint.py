@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from stability import __version__
 from stability.data.spec import DataSpec
 from stability.errors import BadInputError, CheckpointError
-from stability.files import atomic_write
+from stability.files import atomic_write, check_checkpoint_path
 from stability.models.spec import ModelSpec
 from stability.training.spec import TrainSpec
 
@@ -91,13 +91,7 @@ def read_checkpoint_file(path: str | Path, *, unsafe_pickle: bool = False, map_l
         CheckpointError: missing, unreadable, truncated, corrupt, or (without ``unsafe_pickle``) a file
             holding objects other than tensors and plain containers.
     """
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file; check the path")
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a folder; pass the checkpoint file inside it (e.g. {path}/checkpoint.pt)")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path} is empty; the run that wrote it did not finish — rerun or resume it")
+    path = check_checkpoint_path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols; our error says it all
