@@ -12,7 +12,7 @@ EXPERIMENTS_OUT ?= runs
 TEST_REFERENCES := curvlinops-for-pytorch backpack-for-pytorch einconv einops linear_operator opt-einsum \
                    tqdm unfoldNd jaxtyping wadler-lindig
 
-.PHONY: quickstart test test-all experiments bench clean-venv
+.PHONY: quickstart test test-slow test-all experiments bench clean-venv
 
 $(STAMP): pyproject.toml tools/install-torch.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ quickstart: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# The tests marked slow (end-to-end runs, each over ~2 s on an idle 2-core machine): what `make test` leaves out.
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q

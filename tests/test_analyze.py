@@ -73,6 +73,7 @@ def test_report_numbers_match_independent_computations(runs, tmp_path):
         assert set(train_split["measures"][key]) >= {"mean", "median", "max", "q05", "q95"}
 
 
+@pytest.mark.slow
 def test_several_checkpoints_in_one_table_and_figures(runs, tmp_path):
     clean, noisy = runs
     result = analyze(str(clean), str(noisy), "--max-samples", "40", "--plots", str(tmp_path / "fig"),
@@ -157,6 +158,7 @@ def test_a_bad_file_fails_before_any_analysis(runs, tmp_path):
     assert result.exit_code == 2 and not (tmp_path / "r.json").exists()
 
 
+@pytest.mark.slow
 def test_random_labels_make_models_more_input_sensitive(tmp_path):
     """Novak et al. (2018): the input-output Jacobian norm at test points is larger for a network that
     memorized random labels than for the same network trained on the true labels (both fit ~100%).

@@ -99,6 +99,7 @@ def test_memorize_smoke_runs_every_part(tmp_path):
         assert (tmp_path / "figures" / fig).exists()
 
 
+@pytest.mark.slow
 def test_stability_tracking_smoke_tracks_every_run(tmp_path):
     result = invoke(stability_tracking, "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
