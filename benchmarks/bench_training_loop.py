@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from stability.data.bundle import load_data
 from stability.data.spec import DataSpec
 from stability.models.spec import ModelSpec
-from stability.training.loop import _batches, _Run
 from stability.training.spec import TrainSpec
+from stability.training.train import _batches, _Run
 
 ARCHS = {"mlp": ModelSpec("mlp", {"widths": [512]}), "convnet": ModelSpec("convnet", {})}
 

@@ -17,8 +17,8 @@ from stability.data.bundle import load_data
 from stability.data.spec import DataSpec
 from stability.models.spec import ModelSpec
 from stability.training.checkpoint import build_model_from_checkpoint, load_checkpoint
-from stability.training.loop import train
 from stability.training.spec import TrainSpec
+from stability.training.train import train
 
 runner = CliRunner()
 SMALL = ModelSpec(arch="mlp", kwargs={"widths": [32]})

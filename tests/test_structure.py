@@ -114,7 +114,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str]:
 
 @pytest.mark.parametrize("name", [m for m in ALL if "." in m and not m.endswith("__main__")])
 def test_a_module_is_what_its_path_names(name):
-    """``import stability.training.loop as m`` gives the module: no package attribute shadows a submodule."""
+    """``import stability.training.train as m`` gives the module: no package attribute shadows a submodule."""
     module = importlib.import_module(name)
     parent, _, leaf = name.rpartition(".")
     assert getattr(importlib.import_module(parent), leaf) is module

@@ -13,8 +13,8 @@ from stability.errors import BadInputError
 from stability.models.spec import ModelSpec
 from stability.training.checkpoint import build_model_from_checkpoint, load_checkpoint
 from stability.training.logs import read_metrics
-from stability.training.loop import augment_images, evaluate, train
 from stability.training.spec import TrainSpec
+from stability.training.train import augment_images, evaluate, train
 
 MLP = ModelSpec(arch="mlp", kwargs={"widths": [32]})
 DIGITS = DataSpec(dataset="digits", n_train=300, n_test=200)

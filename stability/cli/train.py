@@ -36,7 +36,7 @@ def train(
     training: TrainSpec,
 ) -> None:
     """Train a classifier under one of the papers' protocols and write a checkpoint."""
-    from stability.training.loop import train as run_training
+    from stability.training.train import train as run_training
 
     with user_errors(train.flags):
         result = run_training(model, data, training, out, device=device, resume=resume, download=download,

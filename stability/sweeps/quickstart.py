@@ -15,8 +15,8 @@ from rich.table import Table
 from stability.data.spec import DataSpec
 from stability.models.spec import ModelSpec
 from stability.sweeps.runs import first_epoch
-from stability.training.loop import TrainResult, train
 from stability.training.spec import TrainSpec
+from stability.training.train import TrainResult, train
 
 MODEL = ModelSpec(arch="mlp", kwargs={"widths": [512]})
 

@@ -29,8 +29,8 @@ from stability.models.spec import ModelSpec
 from stability.serialize import to_json
 from stability.training.checkpoint import Checkpoint, load_checkpoint
 from stability.training.logs import append_jsonl, cut_jsonl, read_jsonl, read_metrics
-from stability.training.loop import CHECKPOINT, METRICS, checkpoint_settings, run_settings, train
 from stability.training.spec import TrainSpec
+from stability.training.train import CHECKPOINT, METRICS, checkpoint_settings, run_settings, train
 
 TRACKING = "tracking.jsonl"
 
