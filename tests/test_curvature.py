@@ -538,3 +538,60 @@ def test_the_docs_example_runs() -> None:
     text = (Path(__file__).resolve().parents[1] / "docs" / "curvature.md").read_text()
     code = text.split("```python\n", 1)[1].split("```", 1)[0]
     exec(compile(code, "docs/curvature.md", "exec"), {})  # noqa: S102 - our own docs
+
+
+@pytest.mark.parametrize("curvature", ["hessian", "ggn"])
+@pytest.mark.parametrize("loss", ["cross-entropy", "mse"])
+def test_retained_and_recomputed_products_equal_the_dense_matrix(curvature: str, loss: str) -> None:
+    x, y = data()
+    C = dense_curvature(mlp(), x, y, loss, curvature)
+    V = torch.randn(C.shape[0], 3, generator=gen(9), dtype=F64)
+    for primal, chunk_size in [("retain", None), ("retain", 7), ("recompute", None), ("auto", 7)]:
+        op = CurvatureOperator(mlp(), x, y, loss=loss, curvature=curvature, chunk_size=chunk_size, primal=primal)
+        assert op.primal == ("recompute" if primal == "auto" else primal)
+        torch.testing.assert_close(op @ V[:, 0], C @ V[:, 0], rtol=1e-12, atol=1e-13)
+        torch.testing.assert_close(op @ V, C @ V, rtol=1e-12, atol=1e-13)
+        if op.primal == "retain":
+            assert op.retained_bytes > 0
+            op.batched_matmat = True  # the CUDA path (one backward pass with is_grads_batched), on CPU
+            torch.testing.assert_close(op @ V, C @ V, rtol=1e-12, atol=1e-13)
+            op.release()
+            assert op.retained_bytes == 0
+            torch.testing.assert_close(op @ V[:, 1], C @ V[:, 1], rtol=1e-12, atol=1e-13)
+        else:
+            assert op.retained_bytes == 0
+    assert CurvatureOperator(mlp(), x, y).primal == "retain"  # auto, unchunked
+
+
+def test_retained_graph_follows_in_place_parameter_updates() -> None:
+    x, y = data()
+    model = mlp()
+    op = CurvatureOperator(model, x, y)  # holds the module's parameters without copying them
+    v = torch.randn(op.dim, generator=gen(10), dtype=F64)
+    op @ v
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.5)  # an optimizer step would do the same
+    H = dense_curvature(model, x, y, "cross-entropy", "hessian")
+    torch.testing.assert_close(op @ v, H @ v, rtol=1e-12, atol=1e-13)
+
+
+def test_retained_products_treat_a_parameter_the_loss_ignores_as_zero_curvature() -> None:
+    class Partial(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.used, self.unused = nn.Linear(4, 3).to(F64), nn.Linear(4, 3).to(F64)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.used(x)
+
+    torch.manual_seed(0)
+    model, (x, y) = Partial(), data()
+    v = torch.randn(30, generator=gen(11), dtype=F64)
+    for curvature in ("hessian", "ggn"):
+        retained = CurvatureOperator(model, x, y, curvature=curvature, primal="retain") @ v
+        recomputed = CurvatureOperator(model, x, y, curvature=curvature, primal="recompute") @ v
+        torch.testing.assert_close(retained, recomputed, rtol=1e-12, atol=1e-13)
+        assert torch.equal(retained[15:], torch.zeros(15, dtype=F64))
+    with pytest.raises(BadInputError, match="primal"):
+        CurvatureOperator(model, x, y, primal="linearize")

@@ -86,9 +86,11 @@ class _Krylov:
         w = w - Qj.T @ h
         h2 = Qj @ w
         w = w - Qj.T @ h2
-        self.T[: j + 1, j] = (h + h2).to(device="cpu", dtype=torch.float64)
+        # One device-to-host transfer per step: the new column of T and the continuation's norm together.
+        col = torch.cat([h + h2, w.norm().reshape(1)]).to(device="cpu", dtype=torch.float64)
+        self.T[: j + 1, j] = col[:-1]
         self.size = j + 1
-        self.beta = float(w.norm())
+        self.beta = float(col[-1])
         return w
 
     def projected(self) -> Tensor:
@@ -249,8 +251,8 @@ def power_iteration(
     vec = v
     for it in range(1, max_iter + 1):
         vec, w = v, op(v)
-        lam = float(vec @ w)
-        res = float((w - lam * vec).norm())
+        lam_t = vec @ w
+        lam, res = torch.stack([lam_t, (w - lam_t * vec).norm()]).tolist()  # one host sync per step
         history.append(lam)
         if res <= tol * abs(lam):
             converged = True

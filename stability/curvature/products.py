@@ -12,8 +12,12 @@ matrices of size ``D × D`` (``D`` = number of parameters):
   closed form, one ``vjp`` (``Jᵀ ·``). For a loss convex in the outputs ``G ⪰ 0`` always (the operator
   refuses the others); at an interpolating minimum of MSE (zero residuals) ``G = H``.
 
-Both are summed over chunks of ``chunk_size`` samples (weight ``b_c / n`` each), so memory is that of
-one chunk whatever ``n`` is. :class:`CurvatureOperator` fixes the evaluation set (optionally a seeded
+Both are summed over chunks of ``chunk_size`` samples (weight ``b_c / n`` each). Products either
+recompute each chunk's forward pass and gradient every time (``primal="recompute"``: the formulas above,
+memory that of one chunk whatever ``n`` is) or build each chunk's graph once and differentiate it again
+for every product (``primal="retain"``, :mod:`stability.curvature.retained`: 1.4x–2.0x a gradient per
+Hessian product instead of 3x–3.8x, at the memory of the whole evaluation set's graph). The default
+``"auto"`` retains unless ``chunk_size`` asks to bound memory below the evaluation set. :class:`CurvatureOperator` fixes the evaluation set (optionally a seeded
 subset, so estimates are comparable across a run) and exposes ``v ↦ C v`` on flat vectors for the
 solvers of :mod:`stability.curvature.lanczos` and :mod:`stability.curvature.trace`;
 :func:`hessian_vector_product` and :func:`ggn_vector_product` are one product each, in the calling
@@ -30,11 +34,13 @@ from torch.func import grad, jvp, vjp, vmap
 
 from stability.checks import check_choice, check_chunk_size, check_optional_positive_int
 from stability.curvature.operators import Operator
+from stability.curvature.retained import RetainedGraph
 from stability.errors import BadInputError
 from stability.functional import FunctionalModel, ModelFn, Params, _at_point, as_functional, flatten, unflatten
 from stability.losses import check_loss, check_targets, get_loss, mean_loss
 
 CURVATURES = ("hessian", "ggn")
+PRIMALS = ("auto", "retain", "recompute")
 
 
 def _hvp_chunk(f: ModelFn, loss: str, params: Params, xb: Tensor, yb: Tensor, v: Params) -> Params:
@@ -128,9 +134,15 @@ class CurvatureOperator(Operator):
             ``subset ≥ N``); the same ``seed`` gives the same subset, so estimates compare across a run.
         chunk_size: samples per chunk (memory bound); ``None``: all at once.
         dtype: cast parameters, buffers and inputs (``torch.float64`` for reference numbers).
+        primal: ``retain`` (build each chunk's graph once, on the first product, and reuse it: about
+            1.4x–2x a gradient per product, memory of the graph over all ``n`` samples), ``recompute``
+            (forward-over-reverse per product: about 3x a gradient, memory of one chunk) or ``auto``
+            (``retain`` unless ``chunk_size`` is below ``n``). Both give the same products.
 
     Attributes: ``dim`` (``D``), ``dtype``, ``device``, ``n`` (evaluation samples), ``indices`` (the subset
-    or ``None``), ``num_products`` (products applied so far; ``matmat`` counts one per column).
+    or ``None``), ``num_products`` (products applied so far; ``matmat`` counts one per column), ``primal``
+    (``retain`` or ``recompute``), ``retained_bytes`` (bytes the retained graph holds; 0 before the first
+    product, after :meth:`release`, or when recomputing).
 
     Data stay on their own device and each chunk is moved to the parameters' device when used.
     """
@@ -150,8 +162,10 @@ class CurvatureOperator(Operator):
         chunk_size: int | None = None,
         dtype: torch.dtype | None = None,
         allow_stochastic: bool = False,
+        primal: str = "auto",
     ) -> None:
         check_choice("curvature", curvature, CURVATURES)
+        check_choice("primal", primal, PRIMALS)
         if curvature == "ggn" and not check_loss(loss, y).convex:
             raise BadInputError(
                 f"the Gauss-Newton matrix needs a loss convex in the outputs; {loss} is not: use curvature='hessian'"
@@ -182,6 +196,21 @@ class CurvatureOperator(Operator):
         self._chunks = _chunks(x, y, chunk_size)
         self._product = CHUNK_PRODUCTS[curvature]
         self.num_products = 0
+        if primal == "auto":
+            primal = "retain" if chunk_size is None or chunk_size >= self.n else "recompute"
+        self.primal = primal
+        self.batched_matmat = self.device.type == "cuda"
+        self._retained = (RetainedGraph(curvature, fmodel, loss, self.params, self.batches, self.n)
+                          if primal == "retain" else None)  # fmt: skip
+
+    @property
+    def retained_bytes(self) -> int:
+        return 0 if self._retained is None else self._retained.saved_bytes
+
+    def release(self) -> None:
+        """Free the retained graph (with ``primal="retain"``); the next product rebuilds it."""
+        if self._retained is not None:
+            self._retained.release()
 
     def batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         """The evaluation set in chunks, each moved to the parameters' device."""
@@ -190,6 +219,8 @@ class CurvatureOperator(Operator):
 
     def apply(self, v: Params) -> Params:
         """``C v`` on a parameter-shaped dict (not counted)."""
+        if self._retained is not None:
+            return self._retained.product(v)
         return _accumulate(self._product, self.model, self.loss, self.params, self.batches(), v, self.n)
 
     def __call__(self, v: Tensor) -> Tensor:
@@ -199,12 +230,26 @@ class CurvatureOperator(Operator):
         return flatten(self.apply(unflatten(v.to(device=self.device, dtype=self.dtype), self.params)))
 
     def matmat(self, V: Tensor) -> Tensor:
-        """``C V`` for ``V: (D, k)``, the ``k`` products batched with ``vmap`` (``k``× the memory of one)."""
+        """``C V`` for ``V: (D, k)``.
+
+        Recomputing, the ``k`` products are batched with ``vmap`` (``k``× the memory of one). With a retained
+        graph, on CUDA they are one batched backward pass (``is_grads_batched``; attribute ``batched_matmat``);
+        on CPU the columns run in turn, which measured faster there (a batched backward pass cost 2.3x–3.1x a gradient per column,
+        one at a time 1.4x–2.0x; ``docs/performance.md``).
+        """
         if V.ndim != 2 or V.shape[0] != self.dim:
             raise BadInputError(f"matrix has shape {tuple(V.shape)}, expected ({self.dim}, k)")
         self.num_products += V.shape[1]
+        V = V.to(device=self.device, dtype=self.dtype)
         one = lambda v: flatten(self.apply(unflatten(v, self.params)))  # noqa: E731
-        return vmap(one, in_dims=1, out_dims=1)(V.to(device=self.device, dtype=self.dtype))
+        if self._retained is None:
+            return vmap(one, in_dims=1, out_dims=1)(V)
+        if not self.batched_matmat:
+            return torch.stack([one(V[:, j]) for j in range(V.shape[1])], dim=1)
+        k, sizes = V.shape[1], [t.numel() for t in self.params.values()]
+        rows = {name: part.T.reshape(k, *t.shape) for (name, t), part in zip(self.params.items(), V.split(sizes))}
+        out = self._retained.product(rows, batched=True)
+        return torch.cat([t.reshape(k, -1) for t in out.values()], dim=1).T
 
     def __matmul__(self, v: Params | Tensor) -> Params | Tensor:
         if isinstance(v, Mapping):
