@@ -139,7 +139,8 @@ def test_spectral_norm_matches_dense_matrix_norm_and_reports_convergence():
     x = inputs(8)
     J = loop_jacobian(model, x).flatten(2)
     exact = torch.linalg.matrix_norm(J, 2)
-    res = jacobian_spectral(functionalize(model), x, tol=1e-8, iters=1000)
+    res = jacobian_spectral(functionalize(model), x, method="power", tol=1e-8, iters=1000)
+    assert res.method == "power"
     assert bool(res.converged.all()) and bool((res.residuals <= 1e-8).all())
     assert res.iterations < 1000
     assert_close(res.values, exact, 1e-10)
@@ -149,20 +150,40 @@ def test_spectral_norm_matches_dense_matrix_norm_and_reports_convergence():
     torch.testing.assert_close(v.norm(dim=1), torch.ones(8, dtype=DT), rtol=1e-12, atol=0)
     assert_close(torch.einsum("bcd,bd->bc", J, v).norm(dim=1), exact, 1e-8)
     # Chunked and looped runs take the same steps from the same start.
-    again = jacobian_spectral(model, x, tol=1e-8, iters=1000, chunk_size=3, vectorize=False)
+    again = jacobian_spectral(model, x, method="power", tol=1e-8, iters=1000, chunk_size=3, vectorize=False)
     assert_close(again.values, res.values, 1e-13)
+
+
+@pytest.mark.parametrize("make", [deep_mlp, convnet], ids=["mlp", "convnet"])
+def test_exact_spectral_norm_is_the_dense_matrix_norm_with_its_singular_vector(make):
+    model = make(seed=12)
+    x = inputs(6)
+    J = loop_jacobian(model, x).flatten(2)
+    exact = torch.linalg.matrix_norm(J, 2)
+    for kwargs in ({}, {"method": "exact", "chunk_size": 4, "vjp_chunk_size": None}, {"vectorize": False}):
+        res = jacobian_spectral(model, x, **kwargs)  # "auto" is exact for these few outputs
+        assert res.method == "exact" and res.iterations == 0 and bool(res.converged.all())
+        assert_close(res.values, exact, 1e-12)
+        assert float(res.residuals.max()) < 1e-12
+        v = res.vectors.flatten(1)
+        assert_close(v.norm(dim=1), torch.ones(6, dtype=DT), 1e-12)
+        assert_close(torch.einsum("bcd,bd->bc", J, v).norm(dim=1), exact, 1e-12)
+    # Softmax outputs: the Jacobian's rows are those of the softmax composed with the logits.
+    Js = loop_jacobian(model, x, output="softmax").flatten(2)
+    assert_close(jacobian_spectral(model, x, output="softmax").values, torch.linalg.matrix_norm(Js, 2), 1e-12)
 
 
 def test_spectral_norm_reports_non_convergence_and_handles_a_zero_jacobian():
     model = deep_mlp(seed=10)
     x = inputs(4)
-    res = jacobian_spectral(model, x, iters=1, tol=1e-14)
+    res = jacobian_spectral(model, x, method="power", iters=1, tol=1e-14)
     assert res.iterations == 1 and not bool(res.converged.any())
     assert bool((res.residuals > 1e-14).all())
     dead = seeded(0, lambda: nn.Sequential(nn.Flatten(), nn.Linear(D, 3)))
     nn.init.zeros_(dead[1].weight)
-    zero = jacobian_spectral(dead, x)
-    assert torch.equal(zero.values, torch.zeros(4, dtype=DT)) and bool(zero.converged.all())
+    for method in ("power", "exact"):
+        zero = jacobian_spectral(dead, x, method=method)
+        assert torch.equal(zero.values, torch.zeros(4, dtype=DT)) and bool(zero.converged.all())
 
 
 # ----------------------------------------------------------------------------------------- data direction
@@ -465,6 +486,8 @@ def test_bad_inputs_raise_one_line_errors():
         (lambda: input_jacobian(fm, x[:0]), "non-empty"),
         (lambda: jacobian_spectral(fm, x, generator=1.5), "generator"),
         (lambda: jacobian_spectral(fm, x, tol=0.0), "tol"),
+        (lambda: jacobian_spectral(fm, x, method="svd"), "method"),
+        (lambda: input_jacobian(fm, x, vjp_chunk_size=0), "vjp_chunk_size"),
         (lambda: loss_input_gradient_norm(fm, x, torch.tensor([0, 5])), r"labels must lie in \[0, 5\)"),
         (lambda: loss_input_gradient_norm(fm, x, y.double()), "integer label"),
         (lambda: loss_input_gradient_norm(fm, x, y, loss="hinge"), "loss 'hinge'"),

@@ -55,7 +55,7 @@ def input_jacobian(
     output: str = "logits",
     method: str = "auto",
     chunk_size: int | None = None,
-    vjp_chunk_size: int | None = 1,
+    vjp_chunk_size: int | str | None = "auto",
     vectorize: bool = True,
 ) -> Tensor:
     """Per-sample input Jacobians ``J(x_i) = ∂f(x_i)/∂x_i``, shape ``(B, C, *input_shape)``.
@@ -65,17 +65,19 @@ def input_jacobian(
     classifiers (``C <= D``), forward mode when outputs outnumber inputs.
 
     ``chunk_size`` bounds the samples batched at once; ``vjp_chunk_size`` (reverse mode only) the rows
-    each sample computes together. The default 1 runs the ``C`` backward passes one after another, each
-    over the whole chunk of samples, and on CPU took the time of ``C`` hand-batched ``autograd.grad``
-    calls; ``None`` (all rows at once, a second ``vmap`` over cotangents) was up to 1.4x slower on a
-    ConvNet, slightly faster on a small MLP (``docs/performance.md``), and holds ``C`` times the
-    backward activations. Memory: ``O(chunk · C · D)`` for the result plus the activations of
-    ``chunk · vjp_chunk_size`` backward passes.
+    each sample computes together. 1 runs the ``C`` backward passes one after another, each over the
+    whole chunk of samples, and on CPU took the time of ``C`` hand-batched ``autograd.grad`` calls;
+    ``None`` (all rows at once, a second ``vmap`` over cotangents) was up to 1.4x slower on a ConvNet on
+    CPU, slightly faster on a small MLP (``docs/performance.md``), and holds ``C`` times the backward
+    activations. ``"auto"`` (the default) is 1 on CPU and ``None`` on other devices, where one launch
+    per layer for all rows beats ``C`` launches of small kernels (``benchmarks/bench_gpu.py`` measures
+    both). Memory: ``O(chunk · C · D)`` for the result plus the activations of ``chunk · vjp_chunk_size``
+    backward passes.
     """
     fm, params, x, C = prepare(model, x, params, output)
     check_choice("method", method, _METHODS)
     check_chunk_size(chunk_size)
-    check_chunk_size(vjp_chunk_size, "vjp_chunk_size")
+    vjp_chunk_size = _rows_at_once(vjp_chunk_size, x.device)
     D = x[0].numel()
     if method == "auto":
         method = "jacrev" if C <= D else "jacfwd"
@@ -83,6 +85,13 @@ def input_jacobian(
     jac = _jacrev_rows(g, C, vjp_chunk_size, x) if method == "jacrev" else jacfwd(g)
     J = vmapped(jac, (x,), chunk_size=chunk_size, vectorize=vectorize)
     return J.reshape(x.shape[0], C, *x.shape[1:])
+
+
+def _rows_at_once(vjp_chunk_size: object, device: torch.device) -> int | None:
+    """``vjp_chunk_size`` checked, with ``"auto"`` resolved for ``device`` (1 on CPU, all rows elsewhere)."""
+    if vjp_chunk_size == "auto":
+        return 1 if device.type == "cpu" else None
+    return check_chunk_size(vjp_chunk_size, "vjp_chunk_size")
 
 
 def _jacrev_rows(
@@ -115,7 +124,7 @@ def jacobian_frobenius(
     output: str = "logits",
     method: str = "auto",
     chunk_size: int | None = None,
-    vjp_chunk_size: int | None = 1,
+    vjp_chunk_size: int | str | None = "auto",
     vectorize: bool = True,
 ) -> Tensor:
     """``‖J(x_i)‖_F = (Σ_{c,d} J_cd²)^{1/2}`` per sample, ``(B,)`` (Novak et al. 2018).
@@ -132,15 +141,18 @@ def jacobian_frobenius(
 
 @dataclass(frozen=True)
 class SpectralNormResult:
-    """Per-sample spectral norms ``‖J(x_i)‖_2`` from power iteration, with the evidence of convergence.
+    """Per-sample spectral norms ``‖J(x_i)‖_2``, exact or by power iteration, with the evidence.
 
     Attributes:
-        values: ``(B,)`` estimates ``σ_i = ‖J v_i‖`` (a lower bound on the exact value for any unit
-            ``v_i``; the Rayleigh quotient's error is second order in the residual).
-        vectors: ``(B, *input_shape)`` unit right singular vector estimates ``v_i``.
-        residuals: ``(B,)`` relative eigen-residuals ``‖Jᵀ J v − σ² v‖ / σ²`` (0 where ``J v = 0``).
-        converged: ``(B,)`` bool, ``residuals <= tol``.
-        iterations: power iterations run (all samples advance together).
+        values: ``(B,)`` spectral norms: exact singular values (``method="exact"``), or estimates
+            ``σ_i = ‖J v_i‖`` (power iteration: a lower bound on the exact value for any unit ``v_i``; the
+            Rayleigh quotient's error is second order in the residual).
+        vectors: ``(B, *input_shape)`` unit top right singular vectors ``v_i`` (estimates, for power).
+        residuals: ``(B,)`` relative eigen-residuals ``‖Jᵀ J v − σ² v‖ / σ²`` (0 where ``J v = 0``); for the
+            exact method computed from ``J`` itself, i.e. rounding error.
+        converged: ``(B,)`` bool, ``residuals <= tol`` (all true for the exact method).
+        iterations: power iterations run (all samples advance together); 0 for the exact method.
+        method: ``exact`` (the ``C``-row Jacobian and a batched SVD) or ``power``.
     """
 
     values: Tensor
@@ -148,6 +160,11 @@ class SpectralNormResult:
     residuals: Tensor
     converged: Tensor
     iterations: int
+    method: str = "power"
+
+
+_SPECTRAL_METHODS = ("auto", "exact", "power")
+EXACT_MAX_OUTPUTS = 64  # "auto" forms the Jacobian up to this many outputs, and runs power iteration above
 
 
 def jacobian_spectral(
@@ -156,29 +173,43 @@ def jacobian_spectral(
     *,
     params: Params | None = None,
     output: str = "logits",
+    method: str = "auto",
     iters: int = 100,
     tol: float = 1e-4,
     generator: torch.Generator | int = 0,
     chunk_size: int | None = None,
+    vjp_chunk_size: int | str | None = "auto",
     vectorize: bool = True,
 ) -> SpectralNormResult:
-    """``‖J(x_i)‖_2 = σ_max(J(x_i))`` per sample by power iteration on ``Jᵀ J``, never forming ``J``.
+    """``‖J(x_i)‖_2 = σ_max(J(x_i))`` per sample: exact from the ``C``-row Jacobian, or by power iteration.
 
-    From ``v_0 ~ N(0, I)`` (input-shaped, drawn from ``generator``), each step computes per sample
-    ``u = J v`` (one JVP) and ``w = Jᵀ u`` (one VJP), all samples at once under ``vmap``; then
+    ``method="exact"``: ``J(x_i)`` by :func:`input_jacobian` (``min(C, D)`` products per sample) and
+    ``σ_max`` with its right singular vector from one batched SVD of the ``(B, C, D)`` stack
+    (``O(B C² D)`` flops, ``O(B C D)`` memory). ``method="power"``: power iteration on ``Jᵀ J``, never
+    forming ``J``: from ``v_0 ~ N(0, I)`` (input-shaped, drawn from ``generator``), each step computes per
+    sample ``u = J v`` (one JVP) and ``w = Jᵀ u`` (one VJP), all samples at once under ``vmap``; then
     ``σ² = ‖u‖²`` (the Rayleigh quotient of the unit ``v``), the residual ``‖w − σ² v‖ / σ²``, and
     ``v <- w / ‖w‖``. It stops when every residual is at most ``tol`` or after ``iters`` steps. The
     residual shrinks like ``(σ_2/σ_1)^{2k}``; a small residual bounds the distance of ``σ²`` to *an*
-    eigenvalue of ``Jᵀ J``, which is the top one for a random start with probability one.
+    eigenvalue of ``Jᵀ J``, which is the top one for a random start with probability one. ``"auto"``
+    (default) is exact for ``C ≤ 64`` outputs (:data:`EXACT_MAX_OUTPUTS`): ten rows cost ten VJPs, where
+    power iteration spends two products per step for up to ``iters`` steps and stops short of the
+    exact value (``docs/performance.md``). ``iters``, ``tol`` and ``generator`` apply to power
+    iteration; ``vjp_chunk_size`` to the exact method (see :func:`input_jacobian`).
 
-    Cost: ``iters`` x (1 JVP + 1 VJP) per sample at most. Memory: ``O(chunk · D)`` plus one forward and
-    one backward pass over ``chunk`` samples.
+    Cost (power): ``iters`` x (1 JVP + 1 VJP) per sample at most. Memory: ``O(chunk · D)`` plus one
+    forward and one backward pass over ``chunk`` samples.
     """
-    fm, params, x, _ = prepare(model, x, params, output)
+    fm, params, x, C = prepare(model, x, params, output)
+    check_choice("method", method, _SPECTRAL_METHODS)
     check_positive_int("iters", iters)
     check_positive("tol", tol)
     check_chunk_size(chunk_size)
     gen = as_generator(generator, x.device)
+    if method == "exact" or (method == "auto" and C <= EXACT_MAX_OUTPUTS):
+        J = input_jacobian(fm, x, params=params, output=output, chunk_size=chunk_size,
+                           vjp_chunk_size=vjp_chunk_size, vectorize=vectorize).flatten(2)  # fmt: skip
+        return _exact_spectral(J, x.shape)
     g = single_output_fn(fm, params, output)
 
     def step(xi: Tensor, vi: Tensor) -> tuple[Tensor, Tensor]:
@@ -195,7 +226,7 @@ def jacobian_spectral(
         gap = (w - sq.view(B, *[1] * (x.dim() - 1)) * v).flatten(1).norm(dim=1)
         # From a random start, J v = 0 means J = 0 (almost surely): σ = 0 is then exact, residual 0,
         # and w = 0 leaves v where it is.
-        residuals = torch.where(sq > 0, gap / sq.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(sq))
+        residuals = _relative(gap, sq)
         if bool((residuals <= tol).all()) or k == iters:
             break
         wn = w.flatten(1).norm(dim=1).view(B, *[1] * (x.dim() - 1))
@@ -203,6 +234,22 @@ def jacobian_spectral(
     return SpectralNormResult(
         values=sq.sqrt(), vectors=v, residuals=residuals, converged=residuals <= tol, iterations=k
     )
+
+
+def _relative(gap: Tensor, sq: Tensor) -> Tensor:
+    """``gap / sq`` where ``sq > 0``, else 0."""
+    return torch.where(sq > 0, gap / sq.clamp_min(torch.finfo(sq.dtype).tiny), torch.zeros_like(sq))
+
+
+def _exact_spectral(J: Tensor, shape: torch.Size) -> SpectralNormResult:
+    """``σ_max`` and the top right singular vector of each ``J: (B, C, D)`` from one batched SVD."""
+    _, S, Vh = torch.linalg.svd(J, full_matrices=False)
+    sigma, v = S[:, 0], Vh[:, 0]
+    sq = sigma.square()
+    gap = (torch.einsum("bcd,bc->bd", J, torch.einsum("bcd,bd->bc", J, v)) - sq[:, None] * v).norm(dim=1)
+    residuals = _relative(gap, sq)
+    return SpectralNormResult(values=sigma, vectors=v.reshape(shape), residuals=residuals,
+                              converged=torch.ones_like(sigma, dtype=torch.bool), iterations=0, method="exact")
 
 
 def directional_derivative(
