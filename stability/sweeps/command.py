@@ -3,11 +3,13 @@
 A script declares an :class:`Experiment`: its parts, a protocol per scale, a plan (the runs of each part)
 and a summary (numbers, figures, markdown). :func:`experiment_app` turns that into a Typer command with the
 options every script takes (``--quick``/``--smoke``, ``--dataset``, ``--data-root``, ``--arch``, ``--epochs``,
-``--part``, ``--out``, ``--device``, ``--seed``), trains the plan with a :class:`~stability.sweeps.runs.Sweep`
-and writes ``results.json`` and ``results.md`` atomically.
+``--part``, ``--out``, ``--device``, ``--seed``, and the executor's: ``--executor local|ray``, ``--address``,
+``--cpus-per-run``, ``--gpus-per-run``, ``--max-retries``, ``--ray-cpus``), trains the plan with a
+:class:`~stability.sweeps.runs.Sweep` and writes ``results.json`` and ``results.md`` atomically.
 """
 
 import dataclasses
+import enum
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -15,19 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import torch
 import typer
 
 from stability.data.spec import DataSpec
 from stability.errors import BadInputError, StabilityError
 from stability.serialize import to_json
+from stability.sweeps.executors import Executor, LocalExecutor, RayExecutor, SweepFailed
 from stability.sweeps.results import protocol_section, write_results
 from stability.sweeps.runs import RunResult, RunSpec, Sweep
 from stability.training.spec import TrainSpec
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def pick_scale(quick: bool, smoke: bool) -> str:
@@ -104,11 +102,53 @@ class Invocation:
         return write_results(self.out, payload, head + markdown)
 
 
+class ExecutorName(str, enum.Enum):
+    local = "local"
+    ray = "ray"
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """The executor options of the command line (see :class:`~stability.sweeps.executors.RayExecutor`)."""
+
+    executor: ExecutorName = ExecutorName.local
+    address: Optional[str] = None
+    cpus_per_run: float = 1.0
+    gpus_per_run: float = 0.0
+    max_retries: int = 3
+    ray_cpus: Optional[int] = None
+
+    def build(self) -> Executor:
+        """The executor; Ray options given with ``--executor local`` are refused, not ignored."""
+        if self.executor is ExecutorName.local:
+            given = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(self)
+                     if f.name != "executor" and getattr(self, f.name) != f.default]  # fmt: skip
+            if given:
+                raise BadInputError(f"{', '.join(given)} set(s) the Ray executor; add --executor ray or drop it")
+            return LocalExecutor()
+        return RayExecutor(
+            address=self.address, cpus_per_run=self.cpus_per_run, gpus_per_run=self.gpus_per_run,
+            max_retries=self.max_retries, num_cpus=self.ray_cpus,
+        )  # fmt: skip
+
+
+def resolve_device(executor: Executor, device: Optional[str]) -> str:
+    """``device``, checked against what the executor's runs will have; the executor's default if ``None``."""
+    device = device or executor.default_device()
+    executor.check_device(device)
+    return device
+
+
 @contextmanager
 def script_errors() -> Iterator[None]:
-    """Bad input inside an experiment script: one line on stderr and exit code 2, as the ``stability`` CLI."""
+    """Bad input inside an experiment script: one line on stderr and exit code 2, as the ``stability`` CLI.
+    Runs that failed (reported as they failed, the rest of the sweep finished): one line, exit code 2 if
+    each failure is bad input, else 1."""
     try:
         yield
+    except SweepFailed as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2 if exc.bad_input else 1) from None
     except StabilityError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -165,14 +205,26 @@ def experiment_app(
         epochs: Annotated[Optional[int], typer.Option(min=epochs_min, help=epochs_help)] = None,
         parts: Annotated[list[str], typer.Option("--part", help=parts_help)] = list(experiment.parts),
         out: Annotated[Optional[Path], typer.Option(help=f"Output folder (default runs/{experiment.script}/SCALE-DATASET).")] = None,
-        device: Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda (default: cuda when available).")] = default_device(),
+        device: Annotated[Optional[str], typer.Option(
+            help="Torch device, e.g. cpu or cuda (default: cuda when available; under Ray, cuda with --gpus-per-run).")] = None,
         seed: Annotated[int, typer.Option(help="Seed of every run's data and training (default folder gets -seedN).")] = 0,
+        executor: Annotated[ExecutorName, typer.Option(
+            help="Where runs train: local (one after another, here) or ray (tasks on a Ray cluster; needs the ray extra, see docs/scaling.md).")] = ExecutorName.local,
+        address: Annotated[Optional[str], typer.Option(
+            help="Ray cluster to join: auto (started by `ray start` on this node) or HOST:PORT (default: start a local one).")] = None,
+        cpus_per_run: Annotated[float, typer.Option(help="Ray: CPUs each run asks for (and its torch threads).")] = 1.0,
+        gpus_per_run: Annotated[float, typer.Option(help="Ray: GPUs each run asks for; 0.5 puts two runs on a GPU.")] = 0.0,
+        max_retries: Annotated[int, typer.Option(help="Ray: new attempts after a worker dies; each resumes from the last checkpoint.")] = 3,
+        ray_cpus: Annotated[Optional[int], typer.Option(help="Ray: CPUs of the local cluster started without --address (default: all).")] = None,
     ) -> None:  # fmt: skip
         with script_errors():
+            run_on = ExecutorOptions(executor, address, cpus_per_run, gpus_per_run, max_retries, ray_cpus).build()
+            device = resolve_device(run_on, device)
             inv = Invocation.resolve(experiment.script, quick=quick, smoke=smoke, dataset=dataset, parts=parts,
                                      known=experiment.parts, out=out, device=device, seed=seed)  # fmt: skip
             p = inv.protocol(experiment.make_protocol(inv.scale, inv.dataset, arch, epochs))
-            runs, done = Sweep(inv.out, device=device, data_root=data_root).run_groups(experiment.plan(p, inv.parts))
+            sweep = Sweep(inv.out, device=device, data_root=data_root, executor=run_on)
+            runs, done = sweep.run_groups(experiment.plan(p, inv.parts))
             results, md = experiment.summarize(p, runs, inv.out)
             md_path = inv.finish(experiment.title, p, done, results, md, experiment.settings(p))[1]
         typer.echo(f"wrote {md_path} and {md_path.with_suffix('.json')}")

@@ -1,8 +1,10 @@
 """What every experiment script shares: named runs, a resumable sweep, per-run tracking, atomic results.
 
 An experiment is a list of :class:`RunSpec` (three specs and a name derived from the settings that vary).
-:class:`Sweep` trains them one after another into ``OUT/runs/NAME/`` (the folder ``stability analyze``
-reads), skipping runs whose checkpoint is final and resuming interrupted ones from their last checkpoint.
+:class:`Sweep` trains them into ``OUT/runs/NAME/`` (the folder ``stability analyze`` reads), skipping runs
+whose checkpoint is final before anything is submitted and resuming interrupted ones from their last
+checkpoint; its executor (:mod:`stability.sweeps.executors`: in this process, or on a Ray cluster) decides
+where the runs train, and every result is read back from the run folders.
 A run may carry a :class:`~stability.dynamics.StabilityTracker`; its records go to ``tracking.jsonl`` next
 to ``metrics.jsonl`` and, like the metrics, are cut back to the checkpoint's epoch on resume.
 What a script does around a sweep (its command line, ``results.json``/``results.md``) is in
@@ -27,6 +29,8 @@ from stability.dynamics.tracking import StabilityTracker
 from stability.errors import BadInputError
 from stability.models.spec import ModelSpec
 from stability.serialize import to_json
+from stability.sweeps.executors import Executor, LocalExecutor, RunFailure, SweepFailed, resolve_path
+from stability.sweeps.progress import SweepStatus
 from stability.training.checkpoint import Checkpoint, load_checkpoint
 from stability.training.logs import append_jsonl, cut_jsonl, read_jsonl, read_metrics
 from stability.training.spec import TrainSpec
@@ -108,19 +112,27 @@ class Sweep:
     """Train a list of runs under ``out/runs``; completed runs are read back, not retrained.
 
     Data bundles are loaded once per distinct :class:`DataSpec` (the last one is kept) and moved to
-    ``device``; on CIFAR this is what makes a sweep over training settings cheap.
+    ``device``; on CIFAR this is what makes a sweep over training settings cheap. ``executor`` trains the
+    runs :meth:`run_all` has left after skipping the complete ones (default: :class:`LocalExecutor`).
     """
 
     def __init__(
         self, out: str | Path, *, device: str | torch.device = "cpu", data_root: str | Path | None = None,
         download: bool = False, console: Console | None = None, progress: bool = True,
+        executor: Executor | None = None,
     ) -> None:  # fmt: skip
         self.out = Path(out)
         self.device = torch.device(device)
         self.data_root, self.download = data_root, download
         self.console = console or Console(stderr=True)
         self.progress = progress
+        self.executor: Executor = executor or LocalExecutor()
         self._data: tuple[dict[str, Any], DataBundle] | None = None
+
+    def worker_args(self) -> dict[str, Any]:
+        """What a worker process needs to rebuild this sweep (paths made absolute)."""
+        return {"out": resolve_path(self.out), "device": str(self.device), "data_root": resolve_path(self.data_root),
+                "download": self.download}  # fmt: skip
 
     def run_groups(self, groups: Mapping[str, Sequence[RunSpec]]) -> tuple[dict[str, list[RunResult]], dict[str, RunResult]]:
         """Train the runs of every group; a run in several groups (same name) is trained once and returned in
@@ -138,10 +150,31 @@ class Sweep:
         return self.out / "runs" / spec.name
 
     def run_all(self, specs: Sequence[RunSpec]) -> dict[str, RunResult]:
+        """Train ``specs`` (complete runs skipped first) with the executor; results in the order of ``specs``.
+
+        Raises:
+            SweepFailed: after every other run finished, listing the runs that failed and why.
+        """
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
             raise ValueError(f"run names repeat: {sorted(n for n in set(names) if names.count(n) > 1)}")
-        return {s.name: self.run(s, index=i + 1, total=len(specs)) for i, s in enumerate(specs)}
+        status = SweepStatus(total=len(specs))
+        pending = []
+        for i, spec in enumerate(specs):
+            if is_complete(self.run_dir(spec), spec):
+                self.console.print(f"[dim]{i + 1}/{len(specs)} {spec.name}: complete, skipped[/]")
+                status.skipped += 1
+                status.done += 1
+            else:
+                pending.append(spec)
+        outcomes = self.executor.execute(self, pending, status, self.console) if pending else {}
+        failures = [f for f in outcomes.values() if isinstance(f, RunFailure)]
+        results = {
+            s.name: _result(s, self.run_dir(s), skipped=s.name not in outcomes) for s in specs if outcomes.get(s.name) is None
+        }  # fmt: skip
+        if failures:
+            raise SweepFailed(failures, len(specs), results)
+        return results
 
     def run(self, spec: RunSpec, *, index: int = 1, total: int = 1) -> RunResult:
         out = self.run_dir(spec)
