@@ -21,7 +21,7 @@ from stability.curvature.products import (
     hessian_vector_product,
     seeded_subset,
 )
-from stability.curvature.trace import TraceResult, hutchinson_trace, hutchpp_trace
+from stability.curvature.trace import TraceResult, adaptive_trace, hutchinson_trace, hutchpp_trace
 from stability.errors import BadInputError, NonDeterministicModelError
 from stability.functional import flatten, unflatten
 from stability.losses import get_loss, mean_loss
@@ -261,6 +261,33 @@ def test_hutchpp_is_exact_on_low_rank_and_beats_hutchinson_on_decaying_spectrum(
         return math.sqrt(sum((fn(A, 30, generator=gen(s)).estimate - exact) ** 2 for s in range(30)) / 30)
 
     assert rmse(hutchpp_trace) < 0.25 * rmse(hutchinson_trace)
+
+
+def test_adaptive_trace_picks_hutchpp_on_a_decaying_spectrum_and_hutchinson_on_a_flat_one() -> None:
+    Q, _ = torch.linalg.qr(torch.randn(200, 200, generator=gen(22), dtype=F64))
+    spectra = {"hutch++": torch.arange(1, 201, dtype=F64).pow(-2.0), "hutchinson": torch.linspace(1, 2, 200, dtype=F64)}
+    for expected, eig in spectra.items():
+        A = (Q * eig) @ Q.T
+        exact = float(eig.sum())
+        runs = [adaptive_trace(A, 30, generator=gen(s)) for s in range(30)]
+        assert {r.method for r in runs} == {expected} and all(r.num_hvps == 30 for r in runs)
+        assert all(0 <= r.sketch_fraction <= 1 for r in runs)
+        # Unbiased with honest standard errors: the z-scores of 30 seeds have mean ~0 and spread ~1.
+        z = torch.tensor([(r.estimate - exact) / r.stderr for r in runs], dtype=F64)
+        assert abs(float(z.mean())) < 4 / math.sqrt(30) + 0.3 and 0.4 < float(z.std()) < 2.5
+        # The choice is the better estimator of the two at the same budget.
+        rmse = {fn: math.sqrt(sum((fn(A, 30, generator=gen(s)).estimate - exact) ** 2 for s in range(30)) / 30)
+                for fn in (adaptive_trace, hutchinson_trace, hutchpp_trace)}
+        assert rmse[adaptive_trace] < 1.3 * min(rmse[hutchinson_trace], rmse[hutchpp_trace])
+    # Convergence on a network Hessian: within a few standard errors, and error shrinking with the budget.
+    x, y = data()
+    op = CurvatureOperator(mlp(), x, y, loss="mse")
+    exact = float(dense_hessian(op, x, y).trace())
+    est = hessian_trace(mlp(), x, y, loss="mse", num_probes=60, method="auto")
+    assert est.method in ("hutchinson", "hutch++") and abs(est.estimate - exact) < 4 * est.stderr
+    H = MatrixOperator(dense_hessian(op, x, y))
+    err = {m: sum(abs(adaptive_trace(H, m, generator=gen(s)).estimate - exact) for s in range(30)) for m in (9, 144)}
+    assert err[9] > 3 * err[144]
 
 
 def test_slq_density_integrates_to_one_and_moments_are_exact_on_a_diagonal() -> None:

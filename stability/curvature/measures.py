@@ -39,10 +39,10 @@ from stability.checks import as_generator, check_choice
 from stability.curvature.density import SpectralDensity, spectral_density
 from stability.curvature.lanczos import EigenResult, top_eigenvalues
 from stability.curvature.products import CurvatureOperator
-from stability.curvature.trace import TraceResult, hutchinson_trace, hutchpp_trace
+from stability.curvature.trace import TraceResult, adaptive_trace, hutchinson_trace, hutchpp_trace
 from stability.functional import FunctionalModel, Params
 
-TRACE_METHODS = {"hutchinson": hutchinson_trace, "hutch++": hutchpp_trace}
+TRACE_METHODS = {"hutchinson": hutchinson_trace, "hutch++": hutchpp_trace, "auto": adaptive_trace}
 
 
 def seed_generator(seed: int) -> torch.Generator:
@@ -70,12 +70,16 @@ def hessian_eigenvalues(
 def hessian_trace(
     model: nn.Module | FunctionalModel, x: Tensor, y: Tensor, *, num_probes: int = 32, method: str = "hutchinson",
     curvature: str = "hessian", loss: str = "cross-entropy", params: Params | None = None,
-    chunk_size: int | None = None, subset: int | None = None, seed: int = 0, block_size: int = 1, **options: Any,
+    chunk_size: int | None = None, subset: int | None = None, seed: int = 0, block_size: int = 8, **options: Any,
 ) -> TraceResult:
-    """``tr C`` by Hutchinson (``num_probes`` Rademacher probes) or Hutch++ (a budget of ``num_probes`` products).
+    """``tr C`` by Hutchinson (``num_probes`` Rademacher probes), Hutch++ (a budget of ``num_probes``
+    products), or ``method="auto"``: whichever of the two a spectrum check after the sketch predicts to
+    have the smaller variance (:func:`~stability.curvature.trace.adaptive_trace`; ``method`` of the
+    result says which ran).
 
-    The estimate is unbiased and carries its standard error; ``block_size`` probes are applied together
-    (``vmap``; memory grows with it). Cost: ``num_probes`` products.
+    The estimate is unbiased and carries its standard error; ``block_size`` probes go to the operator's
+    ``matmat`` together (see :meth:`CurvatureOperator.matmat`; memory may grow with it). Cost:
+    ``num_probes`` products.
     """
     estimate = TRACE_METHODS[check_choice("method", method, tuple(TRACE_METHODS))]
     op = CurvatureOperator(model, x, y, loss=loss, curvature=curvature, params=params, chunk_size=chunk_size,
