@@ -108,11 +108,7 @@ def hutchpp_trace(
 
     Cost: ``2s + g = num_hvps`` products; ``3 s D`` memory for the sketch.
     """
-    op = as_operator(op)
-    check_count("num_hvps", num_hvps, 3)
-    check_count("block_size", block_size, 1)
-    generator = seeded(generator)
-    sketch = _Sketch(op, num_hvps // 3, generator, block_size)
+    sketch = _Sketch.checked(op, num_hvps, generator, block_size)
     g = num_hvps - 2 * sketch.s
     return _summarize(sketch.projected_samples(g), num_hvps, "hutch++")
 
@@ -128,6 +124,14 @@ class _Sketch:
         self.AQ = _blocks(op, self.Q, block_size)
         self.QAQ = self.Q.T @ self.AQ
         self.low_rank = self.QAQ.trace()
+
+    @classmethod
+    def checked(cls, op: Any, num_hvps: int, generator: torch.Generator | None, block_size: int) -> _Sketch:
+        """The sketch of a Hutch++-style estimate with a budget of ``num_hvps``, its arguments checked."""
+        op = as_operator(op)
+        check_count("num_hvps", num_hvps, 3)
+        check_count("block_size", block_size, 1)
+        return cls(op, num_hvps // 3, seeded(generator), block_size)
 
     def projected_samples(self, g: int) -> Tensor:
         """``tr(Qᵀ A Q) + g_iᵀ (I − QQᵀ) A (I − QQᵀ) g_i`` for ``g`` Rademacher ``g_i``."""
@@ -164,12 +168,8 @@ def adaptive_trace(
 
     Cost: ``num_hvps`` products (at least 3); ``3 s D`` memory for the sketch.
     """
-    op = as_operator(op)
-    check_count("num_hvps", num_hvps, 3)
-    check_count("block_size", block_size, 1)
-    generator = seeded(generator)
-    sketch = _Sketch(op, num_hvps // 3, generator, block_size)
-    r = num_hvps - 2 * sketch.s
+    sketch = _Sketch.checked(op, num_hvps, generator, block_size)
+    op, generator, r = sketch.op, sketch.generator, num_hvps - 2 * sketch.s
     _, tail = sketch.tail_fraction()
     if tail / r < 1 / (sketch.s + r):
         return _summarize(sketch.projected_samples(r), num_hvps, "hutch++", tail)
