@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "as_generator", "check_choice", "check_chunk_size", "check_count", "check_index", "check_non_negative",
+    "as_generator", "check_bool", "check_choice", "check_chunk_size", "check_count", "check_device", "check_index", "check_non_negative",
     "check_optional_positive_int", "check_positive", "check_positive_int", "check_range",
 ]
 
@@ -57,12 +57,20 @@ def check_chunk_size(value: object, name: str = "chunk_size") -> int | None:
     return check_optional_positive_int(name, value)
 
 
-def check_count(name: str, value: object, least: int, reason: str = "") -> int:
-    """``value`` as an ``int >= least``; ``reason`` says why the minimum (e.g. "for a standard error")."""
-    if not _is_int(value) or value < least:  # type: ignore[operator]
+def check_count(name: str, value: object, least: int, reason: str = "", most: int | None = None) -> int:
+    """``value`` as an ``int >= least`` (and ``<= most``); ``reason`` says why the minimum (e.g. "for a standard error")."""
+    if not _is_int(value) or value < least or (most is not None and value > most):  # type: ignore[operator]
         why = f" ({reason})" if reason else ""
-        raise BadInputError(f"{name} must be an integer of at least {least}{why}, got {value!r}")
+        top = f" and at most {most}" if most is not None else ""
+        raise BadInputError(f"{name} must be an integer of at least {least}{top}{why}, got {value!r}")
     return int(value)  # type: ignore[call-overload]
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value``, which must be ``True`` or ``False`` (not 0, 1 or a string)."""
+    if not isinstance(value, bool):
+        raise BadInputError(f"{name} must be true or false, got {value!r}")
+    return value
 
 
 def check_index(name: str, value: object, size: int) -> int:
@@ -120,3 +128,20 @@ def as_generator(
     if _is_int(generator):
         return torch.Generator(device=device).manual_seed(int(generator))
     raise BadInputError(f"{name} must be a torch.Generator or an integer seed, got {type(generator).__name__}")
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device`` that exists on this machine (``cpu``, an available ``cuda:i``, ``mps``, ...)."""
+    import torch  # here, so that the specs can check their values without loading torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise BadInputError(f"device {device!r} is not a device name such as cpu, cuda or cuda:1") from None
+    kind = parsed.type
+    module = getattr(torch, kind, None) if kind != "cpu" else None
+    if kind == "meta" or (kind != "cpu" and not (module is not None and hasattr(module, "is_available") and module.is_available())):
+        raise BadInputError(f"device {str(parsed)!r} is not available on this machine; use cpu")
+    if parsed.index is not None and kind != "cpu" and parsed.index >= module.device_count():
+        raise BadInputError(f"device {str(parsed)!r} does not exist: this machine has {module.device_count()} {kind} device(s)")
+    return parsed

@@ -21,9 +21,16 @@ from stability.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from stability.training.integrity import digest
 from stability.training.spec import TrainSpec
 
 MODEL = ModelSpec(arch="mlp", kwargs={"widths": [16]})
+
+
+def resealed(obj: dict) -> dict:
+    """``obj`` with its digest recomputed: a file edited on purpose, so that the checks behind the digest
+    are what refuses it."""
+    return {**obj, "digest": digest({k: v for k, v in obj.items() if k != "digest"})}
 
 
 def make_checkpoint(**overrides) -> Checkpoint:
@@ -42,7 +49,7 @@ def test_round_trip_preserves_specs_and_weights(tmp_path):
     ckpt = make_checkpoint()
     path = save_checkpoint(tmp_path / "c.pt", ckpt)
     raw = torch.load(path, weights_only=True)  # readable with the safe loader alone
-    assert raw["format"] == "stability-checkpoint" and raw["version"] == 1
+    assert raw["format"] == "stability-checkpoint" and raw["version"] == 2 and len(raw["digest"]) == 64
     back = load_checkpoint(path)
     assert back.model == ckpt.model and back.data == ckpt.data and back.training == ckpt.training
     assert back.input_shape == (1, 8, 8) and back.num_classes == 10 and back.epoch == 7
@@ -124,7 +131,7 @@ def test_unsafe_opt_in_loads_trusted_objects(tmp_path):
     path = tmp_path / "c.pt"
     obj = make_checkpoint().to_dict()
     obj["note"] = Path("made-by-me")  # not allowed by the safe loader
-    torch.save(obj, path)
+    torch.save(resealed(obj), path)
     with pytest.raises(CheckpointError, match="--unsafe-pickle"):
         load_checkpoint(path)
     assert load_checkpoint(path, unsafe_pickle=True).epoch == 7
@@ -152,14 +159,17 @@ def test_malformed_dicts(mutate, phrase):
     obj = make_checkpoint().to_dict()
     mutate(obj)
     with pytest.raises(CheckpointError, match=phrase):
-        checkpoint_from_dict(obj)
+        checkpoint_from_dict(resealed(obj))
+    if "digest" in obj and phrase not in ("format", "version 99"):  # the same edit, not resealed
+        with pytest.raises(CheckpointError, match="integrity check"):
+            checkpoint_from_dict(obj)
 
 
 def test_nan_weights_are_refused():
     ckpt = make_checkpoint()
     sd = {k: v.clone() for k, v in ckpt.state_dict.items()}
     next(iter(sd.values()))[0] = float("nan")
-    with pytest.raises(CheckpointError, match="non-finite"):
+    with pytest.raises(CheckpointError, match="non-finite weights in fc1.weight"):
         checkpoint_from_dict(make_checkpoint(state_dict=sd).to_dict())
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from stability.checks import check_choice, check_range
-from stability.config import _Spec
+from stability.checks import check_choice, check_count, check_optional_positive_int, check_range
+from stability.config import MAX_SEED, _Spec
 from stability.errors import BadInputError
 
 CORRUPTIONS = ("true", "partial-labels", "random-labels", "shuffled-pixels", "random-pixels", "gaussian")
 
 
 PREPROCESSING = ("none", "standardize", "whiten")
+
+
+MAX_MNIST1D_SAMPLES = 10_000_000  # generated in memory: about 40 bytes per sample and position
 
 
 @dataclass(frozen=True)
@@ -53,18 +56,19 @@ class DataSpec(_Spec):
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise BadInputError(f"dataset must be a dataset name such as 'digits', got {self.dataset!r}")
+        if self.data_root is not None and not isinstance(self.data_root, str):
+            raise BadInputError(f"data_root must be a folder path or None, got {self.data_root!r}")
         check_choice("corruption", self.corruption, CORRUPTIONS)
         check_choice("preprocess", self.preprocess, PREPROCESSING)
         check_range("corruption_prob", self.corruption_prob, 0.0, 1.0)
         check_range("noise_fraction", self.noise_fraction, 0.0, 1.0)
         for name in ("n_train", "n_test", "center_crop"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise BadInputError(f"{name} must be a positive integer or None, got {value!r}")
-        if not isinstance(self.n_heldout, int) or self.n_heldout < 0:
-            raise BadInputError(f"n_heldout must be a non-negative integer, got {self.n_heldout!r}")
-        if self.corruption == "partial-labels" and self.corruption_prob == 0.0:
-            pass  # p = 0 is the clean baseline of a corruption sweep, not an error.
+            check_optional_positive_int(name, getattr(self, name))
+        check_count("n_heldout", self.n_heldout, 0)
+        check_count("mnist1d_samples", self.mnist1d_samples, 2, most=MAX_MNIST1D_SAMPLES)
+        check_count("seed", self.seed, 0, most=MAX_SEED)
 
     @property
     def phi(self) -> float:

@@ -43,6 +43,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from stability.errors import ArchitectureError
@@ -165,7 +166,12 @@ def accepted_kwargs(arch: str) -> dict[str, Any]:
     }
 
 
-def build_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32 weights; the architecture is sized on the meta device first
+
+
+def build_model(
+    spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int, *, device: str | None = None
+) -> nn.Module:
     """Build the architecture ``spec.arch`` with ``spec.kwargs`` for inputs of ``input_shape``.
 
     Args:
@@ -174,13 +180,16 @@ def build_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int)
             ``mlp`` accept any shape (they flatten).
         num_classes: number of logits ``K``.
 
+        device: ``"meta"`` builds the shapes alone, allocating nothing (to size a model before building it).
+
     Returns:
         A float32 CPU module in training mode, mapping ``(B, *input_shape) -> (B, K)`` logits. Initial
         weights come from the global generator (see the module docstring for seeding).
 
     Raises:
-        ArchitectureError: unknown name, a keyword the architecture does not accept, a bad value, or an
-            input shape the architecture cannot take; the one-line message lists what is accepted.
+        ArchitectureError: unknown name, a keyword the architecture does not accept, a bad value, an
+            input shape the architecture cannot take, or more than :data:`MAX_PARAMETERS` parameters (counted
+            on the meta device, before any memory is allocated); the one-line message says what is accepted.
     """
     if not isinstance(spec, ModelSpec):
         raise ArchitectureError(f"build_model needs a ModelSpec, got {type(spec).__name__}")
@@ -196,7 +205,30 @@ def build_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int)
     shape = _check_shape(spec.arch, input_shape)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ArchitectureError(f"num_classes must be a positive integer, got {num_classes!r}")
-    return ARCHITECTURES[spec.arch](shape, num_classes, **spec.kwargs)
+    with torch.device("meta"):
+        sized = _call(spec, shape, num_classes)
+    count = count_parameters(sized)
+    if count > MAX_PARAMETERS:
+        raise ArchitectureError(
+            f"architecture {spec.arch!r} with {spec.kwargs} has {count:,} parameters, above the limit of "
+            f"{MAX_PARAMETERS:,}; choose smaller widths or channels"
+        )
+    if device == "meta":
+        return sized
+    return _call(spec, shape, num_classes)
+
+
+def _call(spec: ModelSpec, shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    try:
+        return ARCHITECTURES[spec.arch](shape, num_classes, **spec.kwargs)
+    except ArchitectureError:
+        raise
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:  # a value the builder cannot take
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ArchitectureError(
+            f"architecture {spec.arch!r} cannot be built with {spec.kwargs} for inputs {shape} ({first}); "
+            f"accepted keyword arguments: {', '.join(accepted_kwargs(spec.arch)) or 'none'}"
+        ) from None
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from stability.config import _Spec
+from stability.config import _Spec, check_json_value
+from stability.errors import BadInputError
 
 
 @dataclass(frozen=True)
@@ -19,3 +20,10 @@ class ModelSpec(_Spec):
 
     arch: str = "mlp"
     kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.arch, str) or not self.arch:
+            raise BadInputError(f"arch must be an architecture name such as 'mlp', got {self.arch!r}")
+        if not isinstance(self.kwargs, dict):
+            raise BadInputError(f"kwargs must be a mapping of keyword arguments, got {type(self.kwargs).__name__}")
+        check_json_value("kwargs", self.kwargs)

@@ -7,16 +7,23 @@ into analysis, so a setting is typed in exactly one place. Each is a frozen data
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from stability.checks import check_choice, check_range
-from stability.config import _Spec
+from stability.checks import check_bool, check_choice, check_count, check_non_negative, check_positive_int, check_range
+from stability.config import MAX_SEED, _Spec
 from stability.errors import BadInputError
 
 OBJECTIVES = ("standard", "split")
 
 
 OPTIMIZERS = ("sgd", "adam")
+
+
+MAX_EPOCHS = 10_000_000
+
+
+MAX_BATCH = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,8 @@ class TrainSpec(_Spec):
         epochs: passes over the training split.
         augment: random crops (padding 2 for 8x8 inputs, 4 otherwise) and horizontal flips of images.
         augment_flip: whether ``augment`` flips; ``False`` is crops alone (the random-crop augmentation of Zhang et al.).
-        checkpoint_every: write a resumable checkpoint every this many epochs (and always at the end).
+        checkpoint_every: write a resumable checkpoint every this many epochs (and always at the end); an
+            interruption loses the epochs since the last one (recomputed identically on resume).
         seed: seeds initialization, batch order, augmentation; with the data seed the run is reproducible.
     """
 
@@ -62,7 +70,7 @@ class TrainSpec(_Spec):
     epochs: int = 10
     augment: bool = False
     augment_flip: bool = True
-    checkpoint_every: int = 10
+    checkpoint_every: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -71,20 +79,25 @@ class TrainSpec(_Spec):
         check_choice("loss", self.loss, LOSS_NAMES)
         check_choice("objective", self.objective, OBJECTIVES)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if not self.lr > 0:
-            raise BadInputError(f"lr must be positive, got {self.lr}")
+        lr = self.lr if isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) else math.nan
+        if not 0 < lr < math.inf:
+            raise BadInputError(f"lr must be positive and finite, got {self.lr!r}")
         check_range("momentum", self.momentum, 0.0, 1.0)
         check_range("lr_decay", self.lr_decay, 0.0, 1.0)
-        if self.weight_decay < 0:
-            raise BadInputError(f"weight_decay must be non-negative, got {self.weight_decay}")
-        if self.batch_size < 0 or self.epochs < 0 or self.checkpoint_every < 1:
-            raise BadInputError(
-                "batch_size (0 = full batch) and epochs must be non-negative, checkpoint_every positive"
-            )
+        check_non_negative("weight_decay", self.weight_decay)
+        check_count("batch_size", self.batch_size, 0, "0 = full batch", most=MAX_BATCH)
+        check_count("epochs", self.epochs, 0, most=MAX_EPOCHS)
+        check_positive_int("checkpoint_every", self.checkpoint_every)
+        check_count("seed", self.seed, 0, most=MAX_SEED)
+        check_bool("augment", self.augment)
+        check_bool("augment_flip", self.augment_flip)
         if self.split_threshold is not None:
             check_range("split_threshold", self.split_threshold, 0.0, 1.0)
+        if self.split_stop is not None:
+            check_count("split_stop", self.split_stop, 0)
+        check_count("split_start", self.split_start, 0)
         stop = self.split_start if self.split_stop is None else self.split_stop
-        if not (isinstance(self.split_start, int) and 0 <= self.split_start <= stop):
+        if not self.split_start <= stop:
             raise BadInputError(
                 f"split_start and split_stop must satisfy 0 <= split_start <= split_stop, got {self.split_start} and {self.split_stop}"
             )

@@ -7,8 +7,13 @@ A run is fully determined by ``(ModelSpec, DataSpec, TrainSpec)``. It writes int
 - ``checkpoint.pt``: weights + specs + last metrics (what ``stability analyze`` reads) and, while the run
   can continue, the optimizer and RNG state, written atomically every ``checkpoint_every`` epochs.
 
-Interrupting a run loses at most the epochs since the last checkpoint; ``resume=True`` continues from it
-and reproduces, on the same device, the run that was never interrupted.
+Interrupting a run loses at most the epochs since the last checkpoint (by default one checkpoint per
+epoch, so at most the epoch in progress); ``resume=True`` continues from it and reproduces, on the same
+device, the run that was never interrupted. One process at a time writes a run folder
+(:class:`~stability.files.folder_lock`); temporary files left by a killed process are removed on the next
+start, and a damaged ``metrics.jsonl`` is refused on resume rather than silently cut
+(:mod:`stability.training.logs`). A run whose weights become non-finite stops with an error; its last
+finite checkpoint stays.
 
 Gradient splitting (Badger 2022) minimizes ``J(θ) = L_train(θ) − L_heldout(θ)`` on paired minibatches of the
 training and held-out splits. As in the author's code, the choice is made once per epoch: an epoch whose
@@ -31,14 +36,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from stability.checks import check_device
 from stability.data.bundle import DataBundle, Split, load_data
 from stability.data.spec import DataSpec
 from stability.errors import BadInputError
-from stability.files import atomic_write
+from stability.files import atomic_write, check_output_path, folder_lock, remove_stale_temps
 from stability.losses import accuracy, get_loss
 from stability.models.registry import build_model
 from stability.models.spec import ModelSpec
-from stability.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from stability.training.checkpoint import Checkpoint, load_checkpoint, load_weights, save_checkpoint
 from stability.training.logs import _append_history, _read_history, _write_history
 from stability.training.spec import TrainSpec
 
@@ -66,6 +72,7 @@ class TrainResult:
     model: nn.Module
     history: list[dict[str, float]]
     out_dir: Path
+    notes: tuple[str, ...] = ()  # what the run found and repaired in its folder (a stale lock, temp files)
 
     @property
     def final(self) -> dict[str, float]:
@@ -249,28 +256,50 @@ class _Run:
             resume=resume,
         )
 
-    def restore(self, ckpt: Checkpoint) -> None:
+    def restore(self, ckpt: Checkpoint, source: str) -> None:
         if ckpt.resume is None and ckpt.epoch < self.spec.epochs:
             raise BadInputError("the checkpoint holds no optimizer state, so the run cannot be resumed exactly")
-        self.model.load_state_dict({k: v.to(self.device) for k, v in ckpt.state_dict.items()})
+        load_weights(self.model, {k: v.to(self.device) for k, v in ckpt.state_dict.items()}, source=source,
+                     hint="the weights are not those of this run's architecture; start a new run")  # fmt: skip
         self.epoch = ckpt.epoch
         if ckpt.resume is not None:
-            self.optimizer.load_state_dict(ckpt.resume["optimizer"])
-            self.generator.set_state(ckpt.resume["generator"])
-            torch.set_rng_state(ckpt.resume["torch_rng"])
+            try:
+                self.optimizer.load_state_dict(ckpt.resume["optimizer"])
+                self.generator.set_state(ckpt.resume["generator"])
+                torch.set_rng_state(ckpt.resume["torch_rng"])
+            except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a state that does not fit
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+                raise BadInputError(
+                    f"{source}: its optimizer or random-generator state does not fit this run ({first}); "
+                    "the run cannot be resumed exactly, start it again in a new folder"
+                ) from None
             self.step = int(ckpt.resume["step"])
             self.seconds = float(ckpt.resume["seconds"])
 
+    def check_finite(self) -> None:
+        """Stop a run whose weights became NaN or infinite (it diverged): nothing non-finite is saved."""
+        bad = [k for k, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise BadInputError(
+                f"training diverged at epoch {self.epoch}: non-finite weights in {', '.join(bad[:3])}; "
+                "lower lr (the last finite checkpoint is kept)"
+            )
+
 
 def run_settings(model_spec: ModelSpec, data_spec: DataSpec, train_spec: TrainSpec) -> dict[str, Any]:
-    """What makes two runs the same run (``config.json``): the specs, less where the data are stored."""
-    return {"model": model_spec.to_dict(), "data": data_spec.identity, "training": train_spec.to_dict()}
+    """What makes two runs the same run (``config.json``): the specs, less where the data are stored and how
+    often checkpoints are written (neither changes a number the run computes)."""
+    return {"model": model_spec.to_dict(), "data": data_spec.identity, "training": _identity(train_spec.to_dict())}
+
+
+def _identity(training: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if training is None else {k: v for k, v in training.items() if k != "checkpoint_every"}
 
 
 def checkpoint_settings(ckpt: Checkpoint) -> dict[str, Any]:
     """:func:`run_settings` of the run that wrote ``ckpt``."""
     return {"model": ckpt.model.to_dict(), "data": ckpt.data.identity,
-            "training": ckpt.training.to_dict() if ckpt.training else None}  # fmt: skip
+            "training": _identity(ckpt.training.to_dict() if ckpt.training else None)}  # fmt: skip
 
 
 def train(
@@ -297,11 +326,28 @@ def train(
         on_epoch: called with each epoch's metrics and the model (e.g. to track curvature).
 
     Raises:
-        BadInputError: a folder holding another run, settings that differ from the run being resumed, or
-            settings the data cannot satisfy.
+        BadInputError: an output folder that cannot be written or that another process is writing, a folder
+            holding another run, settings that differ from the run being resumed, a damaged run folder,
+            settings the data cannot satisfy, or a run whose weights become non-finite.
     """
-    out = Path(out_dir)
-    device = torch.device(device)
+    out = check_output_path(out_dir, "out_dir", folder=True)
+    device = check_device(device)
+    with folder_lock(out, "out_dir") as lock:
+        notes = [f"{out}: a previous process ({lock.stale}) was killed while writing this folder"] if lock.stale else []
+        removed = remove_stale_temps(out)
+        if removed:
+            notes.append(f"{out}: removed {len(removed)} temporary file(s) an interrupted write left")
+        result = _train_locked(model_spec, data_spec, train_spec, out, device=device, resume=resume, data=data,
+                               data_root=data_root, download=download, progress=progress, on_epoch=on_epoch)  # fmt: skip
+    return TrainResult(result.model, result.history, result.out_dir, tuple(notes))
+
+
+def _train_locked(
+    model_spec: ModelSpec, data_spec: DataSpec, train_spec: TrainSpec, out: Path, *, device: torch.device,
+    resume: bool, data: DataBundle | None, data_root: str | Path | None, download: bool, progress: bool,
+    on_epoch: EpochCallback | None,
+) -> TrainResult:
+    """:func:`train` once the folder is locked and tidied."""
     config = run_settings(model_spec, data_spec, train_spec)
     ckpt_path = out / CHECKPOINT
     existing = None
@@ -315,6 +361,8 @@ def train(
             raise BadInputError(
                 f"{out} holds a run with different {', '.join(changed)} settings; choose another --out to start a new run"
             )
+    elif resume and (out / METRICS).exists():
+        raise BadInputError(f"{out} holds metrics but no {CHECKPOINT} to resume from; start the run in a new folder")
     if data is None:
         data = load_data(data_spec, data_root=data_root, download=download, device=device)
     else:
@@ -324,7 +372,7 @@ def train(
         torch.manual_seed(train_spec.seed)
         run = _Run(model_spec, data, train_spec, device)
         if existing is not None:
-            run.restore(existing)
+            run.restore(existing, str(ckpt_path))
             run.history = _read_history(out / METRICS, upto=run.epoch)
         else:
             out.mkdir(parents=True, exist_ok=True)
@@ -338,6 +386,7 @@ def train(
                 t0 = time.perf_counter()
                 split = run.split_active()
                 run.train_epoch(split)
+                run.check_finite()
                 run.seconds += time.perf_counter() - t0
                 row = run.metrics(split)
                 run.history.append(row)
