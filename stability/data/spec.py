@@ -23,7 +23,7 @@ class DataSpec(_Spec):
     """Which data a run sees; enough to rebuild the exact (possibly corrupted) splits.
 
     Attributes:
-        dataset: ``digits`` (embedded), ``mnist1d`` (generated), ``mnist``, ``fashion-mnist``,
+        dataset: ``digits`` and ``mnist-5k`` (embedded), ``mnist1d`` (generated), ``mnist``, ``fashion-mnist``,
             ``cifar10``, ``cifar100`` (read from ``data_root``).
         data_root: folder holding on-disk datasets (the layouts torchvision writes). Not part of the
             data's identity: analysis may override it on another machine.
