@@ -10,7 +10,10 @@ from __future__ import annotations
 
 STATEMENTS = (
     "gd_linear_stability",
+    "momentum_linear_stability",
     "sgd_wu_ma_e",
+    "sgd_scalar_false_alarm",
+    "sgd_scalar_missed",
     "bridge_identity",
     "first_layer_bound",
     "gd_input_jacobian",

@@ -15,8 +15,9 @@ so the second moment does not grow (the minimum is stable for SGD in the mean-sq
 Derivation: ``E[(1 − ηĥ)²] = (1 − η E ĥ)² + η² Var ĥ``, ``E ĥ = a`` and, for a mean of ``B`` draws without
 replacement, ``Var ĥ = (s²/B)(n − B)/(n − 1)`` (finite-population correction). ``B = n`` recovers GD's
 ``(1 − ηa)² ≤ 1 ⇔ ηa ≤ 2``; for ``B < n`` non-uniform curvatures (``s > 0``) tighten the condition, so a
-minimum can be GD-stable but SGD-unstable. In ``d`` dimensions Wu, Ma & E state the analogous condition with
-``a = λ_max(H)`` and ``s² = λ_max((1/n) Σ H_i² − H²)``; only the one-dimensional identity is proved here.
+minimum can be GD-stable but SGD-unstable. In ``d`` dimensions the scalar form with ``a = λ_max(H)`` and
+``s² = λ_max((1/n) Σ H_i² − H²)`` is neither necessary nor sufficient (``proofs/sgd_scalar_false_alarm.py``,
+``proofs/sgd_scalar_missed.py``); only the one-dimensional identity is proved here.
 
 Checks: the identity symbolically for ``n = 4`` and every ``B`` by enumerating all batches; numerically
 for ``n = 7, B = 3`` by exact enumeration with random ``h``; and by simulation (seeded, within 4 standard

@@ -39,7 +39,10 @@ _EXPORTS = {
     "hutchinson_trace": "curvature.trace", "hutchpp_trace": "curvature.trace", "TraceResult": "curvature.trace",
     "spectral_density": "curvature.density", "SpectralDensity": "curvature.density",
     # dynamics: linear stability, tracking, bounds
-    "gd_stability": "dynamics.verdicts", "sgd_stability": "dynamics.verdicts",
+    "gd_stability": "dynamics.verdicts", "sgd_stability": "dynamics.sgd", "SGDStability": "dynamics.sgd",
+    "SGDStatement": "dynamics.sgd", "linear_stability": "dynamics.optimizers",
+    "OptimizerSetting": "dynamics.optimizers", "LinearStability": "dynamics.optimizers",
+    "stability_threshold": "dynamics.optimizers", "setting_from_optimizer": "dynamics.optimizers",
     "gd_criterion": "dynamics.verdicts", "sgd_criterion": "dynamics.verdicts", "GDVerdict": "dynamics.verdicts",
     "SGDVerdict": "dynamics.verdicts", "nonuniformity": "dynamics.wu_ma_e",
     "NonUniformity": "dynamics.wu_ma_e", "StabilityTracker": "dynamics.tracking",

@@ -209,3 +209,23 @@ def dense_curvature(
     J = torch.func.jacrev(out)(flat)  # (n, C, D)
     lam = dense_output_hessian(per_sample, out(flat).detach(), y)  # (n, C, C)
     return torch.einsum("ncd,nce,nef->df", J, lam, J) / x.shape[0]
+
+
+def enumerated_second_moment(hessians: torch.Tensor, lr: float, batch_size: int) -> torch.Tensor:
+    """``E[A_S ⊗ A_S]``, ``A_S = I − η mean_{i∈S} H_i``, averaged over every batch ``S`` of ``B`` distinct
+    samples: the second-moment map of SGD by enumeration, with no closed form for the batch covariance."""
+    import itertools
+
+    n, d = hessians.shape[0], hessians.shape[1]
+    eye = torch.eye(d, dtype=hessians.dtype)
+    batches = list(itertools.combinations(range(n), batch_size))
+    total = torch.zeros(d * d, d * d, dtype=hessians.dtype)
+    for S in batches:
+        A = eye - lr * hessians[list(S)].mean(0)
+        total += torch.kron(A, A)
+    return total / len(batches)
+
+
+def spectral_radius(matrix: torch.Tensor) -> float:
+    """``max |eigenvalue|`` of a square matrix (general eigen-solver, no symmetry assumed)."""
+    return float(torch.linalg.eigvals(matrix).abs().max())

@@ -7,14 +7,15 @@ import math
 
 import pytest
 import torch
-from cases import dense_curvature
+from cases import dense_curvature, enumerated_second_moment, spectral_radius
 from torch import nn
 from torch.func import hessian, jacrev
 
 from stability.curvature.lanczos import EigenResult, top_eigenvalues
 from stability.curvature.products import CurvatureOperator
+from stability.dynamics.sgd import sgd_stability
 from stability.dynamics.tracking import StabilityTracker
-from stability.dynamics.verdicts import gd_criterion, gd_stability, sgd_criterion, sgd_stability
+from stability.dynamics.verdicts import gd_criterion, gd_stability, sgd_criterion
 from stability.dynamics.wu_ma_e import NonUniformityOperator, nonuniformity
 from stability.errors import BadInputError
 from stability.functional import flatten, unflatten
@@ -118,7 +119,7 @@ def test_wu_ma_e_is_the_exact_mean_square_factor_in_one_dimension() -> None:
     assert sgd_criterion(a, s, lr, B, n).lhs == pytest.approx(sum(factors) / len(factors), rel=1e-10)
 
 
-def per_sample_curvatures(op: CurvatureOperator, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+def per_sample_curvatures(op: CurvatureOperator, x: torch.Tensor, y: torch.Tensor, classes: int = 3) -> list[torch.Tensor]:
     fm, flat = op.model, flatten(op.params)
     out = []
     for i in range(x.shape[0]):
@@ -129,7 +130,7 @@ def per_sample_curvatures(op: CurvatureOperator, x: torch.Tensor, y: torch.Tenso
             J = jacrev(lambda f: fm(unflatten(f, op.params), xi)[0])(flat)
             o = fm(op.params, xi)[0]
             p = o.softmax(0)
-            lam = torch.eye(3, dtype=F64) if op.loss == "mse" else torch.diag(p) - torch.outer(p, p)
+            lam = torch.eye(classes, dtype=F64) if op.loss == "mse" else torch.diag(p) - torch.outer(p, p)
             out.append(J.T @ lam @ J)
     return out
 
@@ -221,21 +222,30 @@ def test_gd_stability_measures_both_ends_of_the_spectrum_and_reports_a_saddle() 
         assert verdict.eta_lambda == pytest.approx(lr * float(H[-1]), rel=1e-8)
 
 
-def test_sgd_stability_measures_sharpness_and_nonuniformity_on_the_model() -> None:
-    x, y = data()
-    model = mlp()
+def test_sgd_stability_gives_three_statements_against_dense_per_sample_hessians() -> None:
+    """Each statement's value against an independent dense computation: per-sample Hessians by autodiff one
+    sample at a time, and the second-moment map by enumerating every batch (no closed-form covariance)."""
+    g = gen(4)
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 2)).to(F64)  # 20 parameters
+    x, y = torch.randn(8, 3, generator=g, dtype=F64), torch.randint(0, 2, (8,), generator=g)
     op = CurvatureOperator(model, x, y)
-    Hs = per_sample_curvatures(op, x, y)
-    H = sum(Hs) / len(Hs)
-    sigma = sum(h @ h for h in Hs) / len(Hs) - H @ H
-    a, s2 = float(torch.linalg.eigvalsh(H)[-1]), float(torch.linalg.eigvalsh(sigma)[-1])
-    verdict = sgd_stability(model, x, y, lr=0.3, batch_size=4, tol=1e-10, max_iter=200)
-    want = sgd_criterion(a, math.sqrt(s2), 0.3, 4, 12)
-    for key in ("sharpness", "nonuniformity", "noise_factor", "lhs", "max_lr"):
-        assert getattr(verdict, key) == pytest.approx(getattr(want, key), rel=1e-7), key
-    assert verdict.stable == want.stable and verdict.n == 12
+    Hs = torch.stack(per_sample_curvatures(op, x, y, classes=2))
+    H = Hs.mean(0)
+    lr, B = 0.7, 3
+    c = (8 - B) / (B * 7)
+    A = torch.eye(20, dtype=F64) - lr * H
+    wme = float(torch.linalg.eigvalsh(A @ A + lr**2 * c * ((Hs - H) @ (Hs - H)).mean(0))[-1])
+    rho = spectral_radius(enumerated_second_moment(Hs, lr, B))
+    result = sgd_stability(model, x, y, lr=lr, batch_size=B, tol=1e-10, max_iter=200)
+    assert result.necessary.value == pytest.approx(lr * float(torch.linalg.eigvalsh(H)[-1]), rel=1e-8)
+    assert result.sufficient.value == pytest.approx(wme, rel=1e-8)
+    assert result.exact.value == pytest.approx(rho, rel=1e-9)
+    assert result.noise_factor == pytest.approx(c) and result.n == result.n_evaluated == 8
+    assert [s.kind for s in (result.necessary, result.sufficient, result.exact)] == ["necessary", "sufficient", "exact"]
+    assert result.stable == (rho <= 1)
     with pytest.raises(BadInputError, match="batch_size"):
-        sgd_stability(model, x, y, lr=0.3, batch_size=13)
+        sgd_stability(model, x, y, lr=0.3, batch_size=9)
 
 
 def test_verdicts_and_nonuniformity_serialize_as_their_fields() -> None:

@@ -2,19 +2,19 @@
 
 Full-batch GD is ``G(θ) = θ − η ∇L(θ)``; near a minimum ``θ*`` its linearization is ``I − η H``, which
 contracts iff every eigenvalue of ``H`` lies in ``(0, 2/η)`` — for a minimum (``H ⪰ 0``) iff the
-sharpness ``λ_max(H) < 2/η`` (Cohen et al. 2021 observe training hovering at this edge).
+sharpness ``λ_max(H) < 2/η`` (Cohen et al. 2021 observe training hovering at this edge). Momentum and
+Adam change the threshold and the matrix: :mod:`stability.dynamics.optimizers`.
 
-For SGD with batch ``B`` drawn without replacement from ``n`` samples, Wu, Ma & E (2018) require, in
-mean square, ``(1 − η a)² + η² s² (n − B) / (B (n − 1)) ≤ 1`` with sharpness ``a = λ_max(H)`` and
-non-uniformity ``s² = λ_max(Σ)``, ``Σ = (1/n) Σ_i H_i² − H²`` (``H_i`` the Hessian of sample ``i``'s loss).
-*(Our reading:)* for one parameter this is exactly the mean-square stability condition of the
-linearized SGD map; in many dimensions ``a`` and ``s`` are worst-case eigenvalues of two different
-matrices, so the verdict is the paper's criterion rather than an exact characterization.
+For SGD with batch ``B`` out of ``n`` the one-dimensional identity of Wu, Ma & E (2018) is
+``E θ'² = [(1 − η a)² + η² s² (n − B) / (B (n − 1))] θ²`` for per-sample curvatures ``h_i`` with mean ``a``
+and variance ``s²``. :func:`sgd_criterion` evaluates this scalar form. It is exact for one parameter only:
+in ``d`` dimensions, with ``a = λ_max(H)`` and ``s² = λ_max(Σ)`` taken from two different matrices, it is
+neither necessary nor sufficient (``proofs/sgd_scalar_false_alarm.py``, ``proofs/sgd_scalar_missed.py``);
+the d-dimensional statements — necessary, sufficient and exact — are :func:`stability.dynamics.sgd.sgd_stability`.
 
-Two layers: :func:`gd_criterion` and :func:`sgd_criterion` evaluate the conditions for numbers (``a``, ``s``,
-``η``, ``B``, ``n``); :func:`gd_stability` and :func:`sgd_stability` measure those numbers on a model and a
-batch, ``(model, x, y, *, lr, ...)``, and then apply the criteria.
-:class:`~stability.dynamics.tracking.StabilityTracker` records them during training.
+:func:`gd_criterion` and :func:`sgd_criterion` evaluate conditions for numbers; :func:`gd_stability`
+measures ``λ_max`` and ``λ_min`` on a model and a batch, ``(model, x, y, *, lr, ...)``, and applies the
+GD criterion. :class:`~stability.dynamics.tracking.StabilityTracker` records them during training.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from torch import Tensor, nn
 from stability.checks import check_non_negative, check_positive
 from stability.curvature.lanczos import EigenResult
 from stability.curvature.measures import hessian_eigenvalues
-from stability.dynamics.wu_ma_e import nonuniformity as measure_nonuniformity
 from stability.errors import BadInputError
 from stability.functional import FunctionalModel, Params
 
@@ -98,7 +97,8 @@ def gd_criterion(
 
 @dataclass(frozen=True)
 class SGDVerdict:
-    """The Wu–Ma–E condition ``(1 − η a)² + η² s² c ≤ 1`` with ``c = (n − B) / (B (n − 1))``.
+    """The one-dimensional identity ``(1 − η a)² + η² s² c ≤ 1``, ``c = (n − B) / (B (n − 1))`` (``kind``
+    says so: in ``d`` dimensions use :func:`stability.dynamics.sgd.sgd_stability`).
 
     Attributes: ``drift_term = (1 − η a)²``; ``noise_term = η² s² c``; ``lhs`` their sum;
     ``margin = 1 − lhs`` (positive: stable); ``max_lr = 2a / (a² + c s²)``, the largest step size
@@ -118,14 +118,16 @@ class SGDVerdict:
     max_lr: float
     stable: bool
     note: str
+    kind: str = "1-D identity"
 
 
 def sgd_criterion(
     sharpness: float | EigenResult, nonuniformity: float, lr: float, batch_size: int, n: int
 ) -> SGDVerdict:
-    """Evaluate the Wu–Ma–E condition (module docstring) for sharpness ``a``, non-uniformity ``s ≥ 0``.
+    """Evaluate the scalar Wu–Ma–E form (module docstring) for curvature ``a`` and spread ``s ≥ 0``.
 
-    ``B = n`` gives ``c = 0`` and the GD condition ``0 ≤ η a ≤ 2``; smaller batches add the noise term,
+    Exact for one parameter (``proofs/sgd_wu_ma_e.py``); in ``d`` dimensions it is neither necessary nor
+    sufficient, and :func:`stability.dynamics.sgd.sgd_stability` gives the statements that are. ``B = n`` gives ``c = 0`` and the GD condition ``0 ≤ η a ≤ 2``; smaller batches add the noise term,
     so a non-uniform minimum (large ``s``) can be stable for GD and unstable for SGD.
     """
     a, caveat = _eigenvalue(sharpness, "sharpness")
@@ -140,7 +142,7 @@ def sgd_criterion(
     max_lr = (2 * a / denom if a > 0 else 0.0) if denom > 0 else math.inf
     stable = lhs <= 1
     verdict = "stable" if stable else "unstable"
-    note = (f"{verdict}: (1 − η a)² = {drift:.4g} plus noise η² s² c = {noise:.4g} gives {lhs:.4g} "
+    note = (f"{verdict} by the one-dimensional identity: (1 − η a)² = {drift:.4g} plus noise η² s² c = {noise:.4g} gives {lhs:.4g} "
             f"{'≤' if stable else '>'} 1; the largest stable step size here is {max_lr:.4g}.")
     return SGDVerdict(a, s, lr, batch_size, n, c, drift, noise, lhs, 1 - lhs, max_lr, stable, note + caveat)
 
@@ -163,19 +165,3 @@ def gd_stability(
     bottom = hessian_eigenvalues(model, x, y, which="SA", **common)
     return gd_criterion(top, lr, lambda_min=bottom)
 
-
-def sgd_stability(
-    model: nn.Module | FunctionalModel, x: Tensor, y: Tensor, *, lr: float, batch_size: int,
-    loss: str = "cross-entropy", params: Params | None = None, chunk_size: int | None = None,
-    subset: int | None = None, seed: int = 0, tol: float = 1e-3, max_iter: int = 100, **options: Any,
-) -> SGDVerdict:
-    """The Wu–Ma–E verdict of :func:`sgd_criterion` for minibatches of ``batch_size`` drawn from the
-    ``n = len(x)`` samples, with the sharpness ``a`` and the non-uniformity ``s`` measured on the model
-    (on a seeded ``subset`` of the samples when given; ``s`` costs two per-sample products per sample).
-    """
-    lr = check_positive("lr", lr)
-    common = dict(loss=loss, params=params, chunk_size=chunk_size, subset=subset, seed=seed, tol=tol,
-                  max_iter=max_iter, **options)  # fmt: skip
-    top = hessian_eigenvalues(model, x, y, **common)
-    s = measure_nonuniformity(model, x, y, **common)
-    return sgd_criterion(top, s.s, lr, batch_size, x.shape[0])

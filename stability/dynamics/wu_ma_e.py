@@ -36,7 +36,9 @@ class NonUniformityOperator(Operator):
         self.dim, self.dtype, self.device = op.dim, op.dtype, op.device
         self.num_products = 0
 
-    def __call__(self, v: Tensor) -> Tensor:
+    def moments(self, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(C v, C (C v), (1/n) Σ_i C_i (C_i v))`` as flat vectors: one pass gives every term of ``Σ v``
+        and of Wu–Ma–E's matrix ``(I − ηC)² + η² c Σ`` (:mod:`stability.dynamics.sgd`)."""
         op = self.op
         if v.shape != (self.dim,):
             raise BadInputError(f"vector has shape {tuple(v.shape)}, expected ({self.dim},)")
@@ -54,8 +56,11 @@ class NonUniformityOperator(Operator):
             first = {k: first[k] + u[k].sum(0) for k in first}
             second = {k: second[k] + w[k].sum(0) for k in second}
         cv = {k: t / op.n for k, t in first.items()}
-        ccv = op.apply(cv)
-        return flatten({k: second[k] / op.n - ccv[k] for k in second})
+        return flatten(cv), flatten(op.apply(cv)), flatten({k: t / op.n for k, t in second.items()})
+
+    def __call__(self, v: Tensor) -> Tensor:
+        _, ccv, mean_sq = self.moments(v)
+        return mean_sq - ccv
 
 
 @dataclass(frozen=True)
