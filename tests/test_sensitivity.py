@@ -168,6 +168,10 @@ def test_exact_spectral_norm_is_the_dense_matrix_norm_with_its_singular_vector(m
         v = res.vectors.flatten(1)
         assert_close(v.norm(dim=1), torch.ones(6, dtype=DT), 1e-12)
         assert_close(torch.einsum("bcd,bd->bc", J, v).norm(dim=1), exact, 1e-12)
+    # More outputs than inputs: the Gram matrix JᵀJ is the smaller one; for a linear map J = W.
+    wide = seeded(13, lambda: nn.Linear(3, 7)).to(DT)
+    res = jacobian_spectral(wide, inputs(2, shape=(3,)), method="exact")
+    assert_close(res.values, torch.linalg.matrix_norm(wide.weight.detach(), 2).expand(2), 1e-12)
     # Softmax outputs: the Jacobian's rows are those of the softmax composed with the logits.
     Js = loop_jacobian(model, x, output="softmax").flatten(2)
     assert_close(jacobian_spectral(model, x, output="softmax").values, torch.linalg.matrix_norm(Js, 2), 1e-12)
