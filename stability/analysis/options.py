@@ -8,7 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from stability.checks import check_chunk_size, check_count, check_positive, check_positive_int
+from stability.checks import (
+    check_choice,
+    check_chunk_size,
+    check_count,
+    check_optional_positive_int,
+    check_positive,
+    check_positive_int,
+)
 from stability.errors import BadInputError
 
 MAX_EXACT_OUTPUTS = 100  # above this many outputs, Jacobian norms are estimated instead of computed exactly
@@ -40,6 +47,16 @@ class AnalysisOptions:
     frobenius: str = "auto"
     probes: int = 32
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_optional_positive_int("max_samples", self.max_samples)
+        check_chunk_size(self.chunk_size)
+        check_positive("sigma", self.sigma)
+        for name in ("noise_samples", "spectral_iters", "probes"):
+            check_positive_int(name, getattr(self, name))
+        check_positive("spectral_tol", self.spectral_tol)
+        check_choice("frobenius", self.frobenius, ("auto", "exact", "estimate"))
+        check_count("seed", self.seed, 0)
 
 
 @dataclass(frozen=True)

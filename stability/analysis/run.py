@@ -30,6 +30,7 @@ from stability.analysis.curvature import analyze_curvature
 from stability.analysis.options import AnalysisOptions, BareStateDict, CurvatureOptions
 from stability.analysis.report import Report
 from stability.analysis.splits import analyze_model
+from stability.checks import check_device
 from stability.data.bundle import DataBundle, Split, load_data
 from stability.data.spec import DataSpec
 from stability.errors import BadInputError
@@ -105,7 +106,19 @@ def open_weights(
     path: str | Path, *, bare: BareStateDict = BareStateDict(), unsafe_pickle: bool = False,
     data_root: str | Path | None = None, download: bool = False,
 ) -> Weights:
-    """Read a checkpoint, or a bare state_dict completed by ``bare``, and build its model (on the CPU)."""
+    """Read a checkpoint, or a bare state_dict completed by ``bare``, and build its model (on the CPU).
+
+    Every refusal is one line that names the file."""
+    try:
+        return _open_weights(path, bare=bare, unsafe_pickle=unsafe_pickle, data_root=data_root, download=download)
+    except BadInputError as exc:
+        text = str(exc)
+        raise type(exc)(text if str(path) in text else f"{path}: {text}") from None
+
+
+def _open_weights(
+    path: str | Path, *, bare: BareStateDict, unsafe_pickle: bool, data_root: str | Path | None, download: bool,
+) -> Weights:
     obj = read_checkpoint_file(path, unsafe_pickle=unsafe_pickle)
     source = str(path)
     if not is_state_dict(obj) or not bare.complete:
@@ -171,10 +184,7 @@ def analyze_checkpoint(
     ``lr`` and ``batch_size`` default to the checkpoint's training spec; a bare state_dict needs ``lr``
     for the verdicts.
     """
-    try:
-        torch_device = torch.device(device)
-    except RuntimeError:
-        raise BadInputError(f"device {device!r} is not a device name such as cpu, cuda or cuda:1") from None
+    torch_device = check_device(device)
     model = weights.model.to(torch_device)
     data = load_data(weights.data, data_root=data_root, download=download)
     check_fits(model, data.to(torch_device), inputs=f"{weights.data.dataset} inputs")

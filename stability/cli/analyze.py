@@ -18,7 +18,7 @@ from stability.analysis.options import AnalysisOptions, BareStateDict, Curvature
 from stability.cli.app import app, err_console, out_console, user_errors
 from stability.cli.options import Options, config_command
 from stability.data.spec import PREPROCESSING
-from stability.files import check_checkpoint_path
+from stability.files import check_checkpoint_path, check_output_path
 
 ANALYSIS = Options(AnalysisOptions, zero_is_none=("max_samples", "chunk_size"), help={
     "max_samples": "Samples analyzed per split (a seeded subset).",
@@ -43,11 +43,25 @@ def run_analyze(
 ) -> list[str]:
     """Analyze every file, print one comparison table, write JSON and figures.
 
+    Every input is checked before any work: the files, the output paths (``--json``, ``--plots``) and the
+    device. A file whose analysis fails part-way (a numerical failure, data that cannot be read) is reported
+    in one line naming the file and the section; the others are still reported and written.
+
     Returns the estimates that did not converge (for ``--strict``).
+
+    Raises:
+        AnalysisFailed: after writing what finished, when the analysis of some file failed.
     """
     for path in paths:  # a wrong path is refused before torch loads
         check_checkpoint_path(path)
+    if json_path is not None:
+        check_output_path(json_path, "--json")
+    if plots is not None:
+        check_output_path(plots, "--plots", folder=True)
     from stability.analysis.run import analyze_checkpoint, open_weights
+    from stability.checks import check_device
+
+    check_device(device)
 
     # Read every file first, so a bad one fails before minutes of work on the others.
     weights = [open_weights(p, bare=bare, unsafe_pickle=unsafe_pickle, data_root=data_root, download=download)
@@ -62,16 +76,28 @@ def run_analyze(
             err_console.print(f"note: {w.source} is analyzed on {w.data.dataset} with --preprocess {w.data.preprocess}",
                               highlight=False, soft_wrap=True)  # fmt: skip
     labels = _labels(paths)
-    reports = []
+    reports, done, failures = [], [], []
     with Progress(TextColumn("[bold]analyze"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=err_console, disable=not progress,
                   transient=True) as bar:  # fmt: skip
         task = bar.add_task("", total=(steps_per_analysis() + (curvature is not None)) * len(weights))
         for label, w in zip(labels, weights):
-            advance = lambda text, label=label: bar.update(task, advance=1, description=f"{label} {text}")  # noqa: E731
-            reports.append(analyze_checkpoint(w, data_root=data_root, download=download, device=device, lr=lr,
-                                              batch_size=batch_size, options=options, curvature=curvature,
-                                              advance=advance))  # fmt: skip
+            section = ["loading its data"]
+
+            def advance(text: str, label: str = label, section: list = section) -> None:
+                section[0] = text
+                bar.update(task, advance=1, description=f"{label} {text}")
+
+            try:
+                reports.append(analyze_checkpoint(w, data_root=data_root, download=download, device=device, lr=lr,
+                                                  batch_size=batch_size, options=options, curvature=curvature,
+                                                  advance=advance))  # fmt: skip
+                done.append(label)
+            except Exception as exc:  # noqa: BLE001 - one file's failure must not lose the others' reports
+                failures.append((label, section[0], exc))
+    labels = done
+    if not reports:
+        raise AnalysisFailed(failures)
     console.print(comparison_table(reports, labels))
     if json_path is not None:
         write_json(json_path, reports)
@@ -86,8 +112,38 @@ def run_analyze(
                 figs += curvature_figures(report.curvature, plots, prefix=prefix, title=label)
             for fig in figs:
                 console.print(f"figure: {fig}")
+    if failures:
+        raise AnalysisFailed(failures)
     return [f"{label} {item}" for label, r in zip(labels, reports)
             for item in r.analysis.unconverged + (r.curvature.unconverged if r.curvature else [])]  # fmt: skip
+
+
+class AnalysisFailed(Exception):
+    """The analysis of some files failed part-way: ``failures`` holds ``(label, section, exception)``."""
+
+    def __init__(self, failures: list[tuple[str, str, BaseException]]):
+        super().__init__(f"{len(failures)} file(s) failed")
+        self.failures = failures
+
+    def lines(self) -> list[str]:
+        from stability.errors import BadInputError
+
+        out = []
+        for label, section, exc in self.failures:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:240]
+            if isinstance(exc, BadInputError):
+                out.append(f"{label}: {first}")
+            else:
+                out.append(f"{label}: the analysis failed while {section} ({type(exc).__name__}: {first}); "
+                           "the other files' results were written — retry with --no-curvature or another --seed")
+        return out
+
+    @property
+    def code(self) -> int:
+        """2 where every failure was bad input, else 1."""
+        from stability.errors import BadInputError
+
+        return 2 if all(isinstance(e, BadInputError) for _, _, e in self.failures) else 1
 
 
 def _labels(paths: list[Path]) -> list[str]:
@@ -116,12 +172,17 @@ def analyze(
     curvature_options: CurvatureOptions,
     bare: BareStateDict,
 ) -> None:
-    with user_errors(analyze.flags):
-        failed = run_analyze(
-            checkpoints, options=options, curvature=curvature_options if curvature else None, bare=bare, lr=lr,
-            batch_size=batch_size, device=device, data_root=data_root, download=download,
-            unsafe_pickle=unsafe_pickle, json_path=json_path, plots=plots, progress=progress,
-        )  # fmt: skip
+    try:
+        with user_errors(analyze.flags):
+            failed = run_analyze(
+                checkpoints, options=options, curvature=curvature_options if curvature else None, bare=bare, lr=lr,
+                batch_size=batch_size, device=device, data_root=data_root, download=download,
+                unsafe_pickle=unsafe_pickle, json_path=json_path, plots=plots, progress=progress,
+            )  # fmt: skip
+    except AnalysisFailed as exc:
+        for line in exc.lines():
+            err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=exc.code) from None
     if strict and failed:
         err_console.print(f"[bold red]not converged:[/] {'; '.join(failed)}")
         raise typer.Exit(code=1)

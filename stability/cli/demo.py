@@ -7,7 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from stability.checks import check_count
 from stability.cli.app import app, err_console, out_console, user_errors
+from stability.config import MAX_SEED
+from stability.files import check_output_path
 
 
 @app.command()
@@ -29,6 +32,10 @@ def demo(
             raise typer.Exit(code=2)
         return
     with user_errors():
+        check_count("--seed", seed, 0, most=MAX_SEED)
+        check_output_path(out, "--out", folder=True)
+        if json_path is not None:
+            check_output_path(json_path, "--json")
         result = run_demo(name, out / name, seed=seed)
     for fig in result.get("figures", []):
         out_console.print(f"figure: {out / name / fig}")
