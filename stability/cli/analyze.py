@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from stability.analysis.options import AnalysisOptions, BareStateDict, CurvatureOptions
-from stability.cli.app import app, err_console, out_console, user_errors
+from stability.cli.app import app, err_console, out_console, translate, user_errors
 from stability.cli.options import Options, config_command
 from stability.data.spec import PREPROCESSING
 from stability.files import check_checkpoint_path, check_output_path
@@ -181,7 +181,7 @@ def analyze(
             )  # fmt: skip
     except AnalysisFailed as exc:
         for line in exc.lines():
-            err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {translate(line, analyze.flags)}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=exc.code) from None
     if strict and failed:
         err_console.print(f"[bold red]not converged:[/] {'; '.join(failed)}")
