@@ -16,7 +16,7 @@ from stability.cli.app import app
 from stability.data.bundle import load_data
 from stability.data.spec import DataSpec
 from stability.models.spec import ModelSpec
-from stability.training.checkpoint import build_model_from_checkpoint, load_checkpoint
+from stability.training.checkpoint import build_model_from_checkpoint, load_checkpoint, seal
 from stability.training.spec import TrainSpec
 from stability.training.train import train
 
@@ -121,12 +121,12 @@ def _bad_files(tmp_path, clean):
     torch.save({"format": "stability-checkpoint", "x": _RunsCode(tmp_path / "pwned")}, tmp_path / "evil.pt")
     files["pickle"] = tmp_path / "evil.pt"
     unknown = dict(good, model=dict(good["model"], arch="resnet-9000"))
-    torch.save(unknown, files.setdefault("unknown_arch", tmp_path / "arch.pt"))
+    torch.save(seal(unknown), files.setdefault("unknown_arch", tmp_path / "arch.pt"))
     misfit = dict(good, model=dict(good["model"], kwargs={"widths": [64]}))
-    torch.save(misfit, files.setdefault("misfit", tmp_path / "misfit.pt"))
+    torch.save(seal(misfit), files.setdefault("misfit", tmp_path / "misfit.pt"))
     nan_sd = {k: v.clone() for k, v in good["state_dict"].items()}
     next(iter(nan_sd.values())).fill_(math.nan)
-    torch.save(dict(good, state_dict=nan_sd), files.setdefault("nan", tmp_path / "nan.pt"))
+    torch.save(seal(dict(good, state_dict=nan_sd)), files.setdefault("nan", tmp_path / "nan.pt"))
     return files
 
 

@@ -20,17 +20,11 @@ from stability.training.checkpoint import (
     checkpoint_from_dict,
     load_checkpoint,
     save_checkpoint,
+    seal,
 )
-from stability.training.integrity import digest
 from stability.training.spec import TrainSpec
 
 MODEL = ModelSpec(arch="mlp", kwargs={"widths": [16]})
-
-
-def resealed(obj: dict) -> dict:
-    """``obj`` with its digest recomputed: a file edited on purpose, so that the checks behind the digest
-    are what refuses it."""
-    return {**obj, "digest": digest({k: v for k, v in obj.items() if k != "digest"})}
 
 
 def make_checkpoint(**overrides) -> Checkpoint:
@@ -131,7 +125,7 @@ def test_unsafe_opt_in_loads_trusted_objects(tmp_path):
     path = tmp_path / "c.pt"
     obj = make_checkpoint().to_dict()
     obj["note"] = Path("made-by-me")  # not allowed by the safe loader
-    torch.save(resealed(obj), path)
+    torch.save(seal(obj), path)
     with pytest.raises(CheckpointError, match="--unsafe-pickle"):
         load_checkpoint(path)
     assert load_checkpoint(path, unsafe_pickle=True).epoch == 7
@@ -159,7 +153,7 @@ def test_malformed_dicts(mutate, phrase):
     obj = make_checkpoint().to_dict()
     mutate(obj)
     with pytest.raises(CheckpointError, match=phrase):
-        checkpoint_from_dict(resealed(obj))
+        checkpoint_from_dict(seal(obj))
     if "digest" in obj and phrase not in ("format", "version 99"):  # the same edit, not resealed
         with pytest.raises(CheckpointError, match="integrity check"):
             checkpoint_from_dict(obj)
