@@ -44,7 +44,7 @@ def test_report_numbers_match_independent_computations(runs, tmp_path):
     result = analyze(str(noisy), "--json", str(tmp_path / "r.json"), "--max-samples", "50")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["schema"] == "stability-analysis" and report["schema_version"] == 2
+    assert report["schema"] == "stability-analysis" and report["schema_version"] == 3
     ckpt = load_checkpoint(noisy)
     model = build_model_from_checkpoint(ckpt)
     data = load_data(ckpt.data)
@@ -211,8 +211,19 @@ def test_curvature_section_matches_a_dense_hessian(tmp_path):
     assert top["eigenvalues"] == pytest.approx(eig.flip(0)[:3].tolist(), rel=1e-3)
     trace = curv["hessian"]["trace"]
     assert abs(trace["estimate"] - H.trace().item()) < 4 * trace["stderr"]
-    assert curv["gd"]["threshold"] == pytest.approx(2 / 0.05)
-    assert curv["gd"]["stable"] == (0.05 * eig.max().item() <= 2)
+    # trained with SGD and momentum 0.9 (the spec's default): heavy ball's threshold 2(1 + β)/η, not 2/η
+    verdict = curv["linear_stability"]
+    assert verdict["setting"]["kind"] == "heavy-ball" and verdict["setting"]["momentum"] == 0.9
+    assert verdict["threshold"] == pytest.approx(2 * 1.9 / 0.05)
+    assert verdict["sharpness"] == pytest.approx(eig.max().item(), rel=1e-3)
+    if eig.min().item() < -1e-2 * eig.max().item():
+        assert verdict["stable"] is False and "saddle" in verdict["note"]
+    else:
+        assert verdict["stable"] == (eig.max().item() <= 2 * 1.9 / 0.05)
+    assert {s["kind"] for s in (curv["sgd"]["necessary"], curv["sgd"]["sufficient"], curv["sgd"]["exact"])} == {
+        "necessary", "sufficient", "exact"}
+    assert curv["sgd"]["n_evaluated"] == 200 and curv["nonuniformity"]["n_evaluated"] == 200
+    assert curv["applicability"]["loss"]["holds"] is False  # cross-entropy: a statement about the linearization
     assert report["bounds"]["first_layer"]["holds"] in (True, False)
     assert report["bounds"]["first_layer"]["lhs"] <= report["bounds"]["first_layer"]["rhs"] * (1 + 1e-6)
 
@@ -262,8 +273,11 @@ def test_curvature_analysis_uses_the_training_loss_and_skips_what_needs_convexit
     assert c.loss == loss and c.n_evaluated == 40 and c.hessian.top.converged
     torch.testing.assert_close(c.hessian.top.eigenvalues, exact.flip(0)[:2], rtol=1e-7, atol=1e-9 * scale)
     assert float(c.hessian.bottom.eigenvalues[0]) == pytest.approx(float(exact[0]), abs=1e-7 * scale)
-    assert c.gd.sharpness == c.hessian.sharpness and c.gd.threshold == pytest.approx(20.0)
-    assert c.sgd.n == 60 and c.sgd.batch_size == 16 and c.nonuniformity.n_evaluated == 10
+    assert c.linear_stability.sharpness == c.hessian.sharpness and c.linear_stability.threshold == pytest.approx(20.0)
+    assert c.linear_stability.setting.kind == "gd"
+    assert c.sgd.n == 60 and c.sgd.batch_size == 16 and c.sgd.n_evaluated == c.nonuniformity.n_evaluated == 60
+    every = torch.linalg.eigvalsh(dense_curvature(model, data.train.x.double(), data.train.y, loss))
+    assert c.sgd.necessary.value == pytest.approx(0.1 * float(every[-1]), rel=1e-6)  # on all 60 samples, as s
     body = to_json(c)
     assert body["hessian"]["sharpness"] == c.hessian.sharpness and "bounds" not in body and "density" not in body
     bounds = to_json(c.bounds)

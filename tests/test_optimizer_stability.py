@@ -76,3 +76,18 @@ def test_thresholds() -> None:
     assert stability_threshold("adam", 0.1, momentum=0.9) == pytest.approx(380)
     with pytest.raises(BadInputError, match="momentum"):
         stability_threshold("heavy-ball", 0.1, momentum=1.0)
+
+
+def test_tracker_records_the_live_optimizers_threshold_and_preconditioned_sharpness() -> None:
+    from stability.dynamics.tracking import StabilityTracker
+
+    model, opt, x, y = short_run("adam")
+    record = StabilityTracker(x, y, subset=None, optimizer=opt, tol=1e-10, max_iter=200).measure(30, model)
+    want = linear_stability(model, x, y, setting=setting_from_optimizer(opt, model), tol=1e-10, max_iter=200)
+    assert record["optimizer"] == "adam" and record["threshold"] == pytest.approx(want.threshold)
+    assert record["optimizer_sharpness"] == pytest.approx(want.sharpness, rel=1e-7)
+    model, opt, x, y = short_run("sgd")
+    record = StabilityTracker(x, y, subset=None, optimizer=opt, tol=1e-10, max_iter=200).measure(30, model)
+    eig = torch.linalg.eigvalsh(dense_curvature(model, x, y))
+    assert record["threshold"] == pytest.approx(3.8 / 0.05)
+    assert record["optimizer_sharpness"] == pytest.approx(float(eig[-1]) + 1e-3, rel=1e-7)

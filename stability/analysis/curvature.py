@@ -5,7 +5,10 @@ on, with its possibly corrupted labels), so numbers from checkpoints of one run 
 
 - sharpness ``λ_max(H)``, the top-k eigenvalues and ``λ_min(H)`` (Lanczos), ``tr H`` (Hutchinson), the
   spectral density (stochastic Lanczos quadrature), and the Gauss-Newton counterparts;
-- the GD verdict ``η λ_max`` vs 2 and the SGD verdict of Wu, Ma & E (2018) with non-uniformity ``s``;
+- the linear-stability verdict for the optimizer the model was trained with (GD, heavy ball, Nesterov, or
+  Adam with its frozen preconditioner; "not determined" when the checkpoint lacks the state it needs),
+  SGD's three statements (necessary, sufficient, exact) for the batch size, and Wu–Ma–E's ``s``, all on every
+  training sample unless a subset is asked for, with the assumptions each needs and whether they hold;
 - both sides of the first-layer bound and the per-sample size of ``∂G/∂x_i``.
 
 The curvature is that of the loss the model was trained with, from the loss registry. A loss that is not
@@ -17,7 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
+from torch.func import grad
 
 from stability.analysis.options import CurvatureOptions
 from stability.analysis.summary import summarize
@@ -28,9 +33,20 @@ from stability.curvature.measures import hessian_density, hessian_eigenvalues, h
 from stability.curvature.products import seeded_subset
 from stability.curvature.trace import TraceResult
 from stability.data.bundle import Split
+from stability.dynamics.applicability import Applicability, applicability
 from stability.dynamics.bounds import FirstLayerBound, first_layer_bound
-from stability.dynamics.verdicts import GDVerdict, SGDVerdict, gd_criterion, sgd_criterion
+from stability.dynamics.optimizers import (
+    LinearStability,
+    OptimizerSetting,
+    adaptive_setting,
+    linear_stability,
+    linear_stability_criterion,
+    setting_from_state,
+    sgd_setting,
+)
+from stability.dynamics.sgd import SGDStability, sgd_stability
 from stability.dynamics.wu_ma_e import NonUniformity, nonuniformity
+from stability.functional import as_functional
 from stability.losses import get_loss
 from stability.sensitivity.one_step import UpdateSensitivity, update_input_sensitivity
 from stability.serialize import omitted
@@ -90,11 +106,13 @@ class CurvatureAnalysis:
         note: why a section is missing (``None`` when none is).
         n_evaluated: samples of the evaluation subset.
         hessian, ggn: the two curvature matrices (``ggn`` is ``None`` for a loss not convex in the outputs).
-        nonuniformity: Wu–Ma–E's ``s`` on ``options.nonuniformity_subset`` samples.
-        gd: the GD verdict for the step size, ``η λ_max`` vs 2. Trained networks are rarely exactly at a
-            minimum; ``hessian.bottom`` gives ``λ_min``, and ``note`` says when it is negative beyond the
-            solve's accuracy (a saddle, which GD leaves whatever the step size).
-        sgd: the Wu–Ma–E verdict for the batch size.
+        nonuniformity: Wu–Ma–E's ``s`` on the same samples as ``sgd`` (``n_evaluated`` says how many).
+        linear_stability: the verdict for the optimizer (``linear_stability.setting``): ``λ_max`` of ``H``
+            (plus weight decay) or of Adam's ``P⁻¹H``, and ``λ_min``, against that optimizer's threshold;
+            ``stable`` is ``None`` with the reason when the checkpoint cannot decide it.
+        sgd: SGD's three statements (necessary, sufficient, exact) for the batch size; ``None`` for full batch.
+        applicability: the assumptions the verdicts need (loss, interpolation, near a minimum) and whether
+            this point meets them.
     """
 
     loss: str
@@ -103,8 +121,9 @@ class CurvatureAnalysis:
     hessian: CurvatureSpectrum
     ggn: CurvatureSpectrum | None
     nonuniformity: NonUniformity
-    gd: GDVerdict
-    sgd: SGDVerdict
+    linear_stability: LinearStability
+    sgd: SGDStability | None
+    applicability: Applicability
     options: CurvatureOptions
     bounds: Bounds = omitted()
     density: SpectralDensity = omitted()
@@ -116,18 +135,72 @@ class CurvatureAnalysis:
             out.append("Hessian top eigenvalues (Lanczos)")
         if not self.nonuniformity.eigen.converged:
             out.append("non-uniformity s (Lanczos)")
+        if self.sgd is not None and self.sgd.sufficient.eigen is not None and not self.sgd.sufficient.eigen.converged:
+            out.append("Wu–Ma–E matrix condition (Lanczos)")
         return out
 
 
+def optimizer_setting(training: object | None, resume: object | None, param_names: list[str], *,
+                      lr: float | None = None) -> OptimizerSetting | None:  # fmt: skip
+    """The optimizer a checkpoint was trained with, from its training spec and (while it can resume) the
+    optimizer state; ``None`` without a spec. ``lr`` overrides the step size (the spec's ``lr`` decayed to
+    the last epoch otherwise)."""
+    if training is None:
+        return None
+    name = getattr(training, "optimizer")
+    state = resume.get("optimizer") if isinstance(resume, dict) else None
+    if state is not None:
+        try:
+            setting = setting_from_state(name, state, param_names, source="the checkpoint's optimizer state")
+        except (KeyError, TypeError, ValueError):
+            setting = None
+        if setting is not None:
+            return setting if lr is None else OptimizerSetting(setting.kind, lr, setting.momentum, setting.weight_decay,
+                                                               setting.preconditioner, setting.source, setting.missing)  # fmt: skip
+    epochs = max(int(getattr(training, "epochs", 1)) - 1, 0)
+    step = lr if lr is not None else training.lr * getattr(training, "lr_decay", 1.0) ** epochs
+    wd = float(getattr(training, "weight_decay", 0.0))
+    if name == "sgd":
+        return sgd_setting(step, momentum=float(training.momentum), weight_decay=wd, source="the training spec")
+    return adaptive_setting("adam", step, momentum=0.9, eps=1e-8, step=None, second_moments=None, beta2=0.999,
+                            weight_decay=wd, source="the checkpoint (written without its optimizer state)")  # fmt: skip
+
+
+def _gradient_and_residual(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str, chunk: int | None
+                           ) -> tuple[float, float, float]:  # fmt: skip
+    """``‖∇L‖``, ``‖θ‖`` and the largest per-sample residual ``‖∇_f ℓ_i‖`` on ``(x, y)``."""
+    fm = as_functional(model)
+    entry = get_loss(loss)
+    first = next(iter(fm.params.values()))
+    x = x.to(first.dtype) if x.is_floating_point() else x
+    y = y.to(first.dtype) if y.is_floating_point() else y
+    total = {k: torch.zeros_like(v) for k, v in fm.params.items()}
+    worst = 0.0
+    for xb, yb in zip(x.split(chunk or x.shape[0]), y.split(chunk or x.shape[0])):
+        g = grad(lambda p: entry.mean(fm(p, xb).flatten(1), yb))(fm.params)
+        total = {k: total[k] + g[k].detach() * xb.shape[0] for k in total}
+        with torch.no_grad():
+            worst = max(worst, float(entry.output_gradient(fm(fm.params, xb).flatten(1), yb).norm(dim=1).max()))
+    norm = float(sum((t / x.shape[0]).pow(2).sum() for t in total.values()).sqrt())
+    pnorm = float(sum(p.detach().pow(2).sum() for p in fm.params.values()).sqrt())
+    return norm, pnorm, worst
+
+
 def analyze_curvature(
-    model: nn.Module, train: Split, *, loss: str, lr: float, batch_size: int, options: CurvatureOptions = CurvatureOptions()
+    model: nn.Module, train: Split, *, loss: str, lr: float, batch_size: int,
+    options: CurvatureOptions = CurvatureOptions(), optimizer: OptimizerSetting | None = None,
+    replacement: bool = False,
 ) -> CurvatureAnalysis:
     """Curvature, verdicts and bounds of ``model`` on (a seeded subset of) its training split.
 
     ``lr`` and ``batch_size`` are the step size and minibatch size the verdicts are for (``batch_size`` of
-    0 means full batch). Cost: Lanczos for the top ``k`` and the bottom eigenvalue of ``H`` and the top
-    one of ``G`` (at most ``max_iter + k`` products each), ``2 · trace_probes`` products for the traces,
-    ``density_probes · density_steps`` for the density, and the non-uniformity's per-sample products.
+    0 means full batch); ``optimizer`` the optimizer (default: plain GD/SGD at ``lr``), see
+    :func:`optimizer_setting`. The spectra use ``options.subset`` samples; the SGD statements and ``s`` use
+    every training sample (their ``n_evaluated`` says so). Cost: Lanczos for the top ``k`` and the bottom
+    eigenvalue of ``H`` and the top one of ``G`` (at most ``max_iter + k`` products each), two more for the
+    optimizer's curvature (Adam's ``P⁻¹H``), ``2 · trace_probes`` products for the traces,
+    ``density_probes · density_steps`` for the density, and ``2n`` per-sample products per step of the two
+    Lanczos solves on Σ and on Wu–Ma–E's matrix.
     """
     o = options
     lr = check_positive("lr", lr)
@@ -146,25 +219,38 @@ def analyze_curvature(
                                                     **common), bottom)  # fmt: skip
 
     hessian = spectrum("hessian")
-    nonu = nonuniformity(model, x, y, **{**common, "subset": o.nonuniformity_subset}, **solve)
     n = len(train)
+    everything = dict(common, subset=None)
+    nonu = nonuniformity(model, x, y, **everything, **solve)
+    setting = optimizer or sgd_setting(lr, source="the step size given (plain GD/SGD)")
+    if setting.adaptive or setting.weight_decay:
+        verdict = linear_stability(model, x, y, setting=setting, **common, **solve)
+    else:
+        verdict = linear_stability_criterion(setting, hessian.top, lambda_min=hessian.bottom)
     batch = n if batch_size == 0 else min(batch_size, n)
+    sgd = None if batch == n or setting.adaptive else sgd_stability(model, x, y, lr=setting.lr, batch_size=batch, replacement=replacement,
+                                                **everything, **solve)  # fmt: skip
     idx = seeded_subset(n, o.subset, o.seed)
     xs, ys = (x, y) if idx is None else (x[idx.to(device)], y[idx.to(device)])
+    gnorm, pnorm, worst = _gradient_and_residual(model, x, y, loss, o.chunk_size)
+    low = hessian.bottom
+    apply = applicability(loss=loss, gradient_norm=gnorm, param_norm=pnorm, sharpness=hessian.sharpness,
+                          lambda_min=float(low.eigenvalues[0]), max_residual=worst,
+                          lambda_min_slack=max(float(low.residuals[0]), low.tol * abs(hessian.sharpness)))  # fmt: skip
     update = update_input_sensitivity(model, xs, ys, lr=lr, loss=loss, chunk_size=o.chunk_size)
     notes = []
+    if sgd is not None and setting.kind != "gd":
+        notes.append(f"the SGD statements are for SGD without momentum at η = {setting.lr:.4g}; the run used "
+                     f"{setting.kind} (β = {setting.momentum:g}), whose deterministic threshold is linear_stability's")  # fmt: skip
+    if setting.adaptive and batch < n:
+        notes.append("no SGD statements for an adaptive optimizer: they are derived for plain SGD")
     if not convex:
         notes.append(f"{loss} is not convex in the outputs (its output Hessian is indefinite): no Gauss-Newton "
                      "matrix and no first-layer bound; the Hessian sections are those of this loss")  # fmt: skip
-    gd = gd_criterion(hessian.top, lr)
-    with_saddle = gd_criterion(hessian.top, lr, lambda_min=hessian.bottom)
-    if with_saddle.stable != gd.stable:
-        notes.append(f"{with_saddle.note} The GD verdict is the step-size condition at λ_max alone")
     return CurvatureAnalysis(
         loss=loss, note="; ".join(notes) or None, n_evaluated=xs.shape[0], hessian=hessian,
-        ggn=spectrum("ggn") if convex else None, nonuniformity=nonu, gd=gd,
-        sgd=sgd_criterion(hessian.top, nonu.s, lr, batch, n),
-        options=o,
+        ggn=spectrum("ggn") if convex else None, nonuniformity=nonu, linear_stability=verdict, sgd=sgd,
+        applicability=apply, options=o,
         bounds=Bounds(first_layer_bound(model, xs, ys, loss=loss, chunk_size=o.chunk_size) if convex else None,
                       UpdateSummary.of(update)),
         density=hessian_density(model, x, y, num_probes=o.density_probes, lanczos_steps=o.density_steps, **common),

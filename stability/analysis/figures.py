@@ -86,13 +86,15 @@ def curvature_figures(curv: "CurvatureAnalysis", out_dir: str | Path, *, prefix:
     paths = [save_png(fig, out / f"{stem}spectral_density.png")]
     fig, ax = plt.subplots(figsize=(6, 4))
     eig = curv.hessian.top.eigenvalues.detach().cpu().double().numpy()
-    lr = curv.gd.lr
+    setting = curv.linear_stability.setting
     ax.scatter(np.arange(1, len(eig) + 1), eig, label="top eigenvalues of H")
-    ax.axhline(2 / lr, color="tab:red", linestyle="--", label=f"2/η = {2 / lr:.3g}")
+    if not setting.adaptive:  # Adam's threshold bounds P⁻¹H, not H
+        ax.axhline(setting.threshold, color="tab:red", linestyle="--",
+                   label=f"{setting.kind} threshold {setting.threshold:.3g}")  # fmt: skip
     ax.set_yscale("log")
     ax.set_xlabel("rank")
     ax.set_ylabel("eigenvalue")
-    ax.set_title(title or "sharpness vs 2/η")
+    ax.set_title(title or "sharpness vs the optimizer's threshold")
     ax.legend()
     paths.append(save_png(fig, out / f"{stem}eigenvalues_vs_lr.png"))
     return paths

@@ -1,6 +1,6 @@
 """The analysis report: one source for the JSON file, the terminal table and the figures.
 
-JSON schema ``stability-analysis`` version 2 (documented in docs/cli.md): the report's parts, each
+JSON schema ``stability-analysis`` version 3 (documented in docs/cli.md): the report's parts, each
 written by :func:`stability.serialize.to_json` from its result dataclass, under a schema header::
 
     {"schema": "stability-analysis", "schema_version": 2, "stability_version": str,
@@ -39,7 +39,7 @@ from stability.training.spec import TrainSpec
 SCHEMA = "stability-analysis"
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,22 @@ def _corruption(data: DataSpec | None) -> str:
     return data.corruption + (f" p={data.corruption_prob}" if data.corruption == "partial-labels" else "")
 
 
+def _verdict(stable: bool | None) -> str:
+    return {True: "stable", False: "unstable", None: "not determined"}[stable]
+
+
+def _statement(st: object) -> str:
+    holds = getattr(st, "holds")
+    if holds is None:
+        return "—"
+    return f"{_fmt(getattr(st, 'value'))} ({'holds' if holds else 'fails'})"
+
+
+def _assumed(c: CurvatureAnalysis) -> bool:
+    a = c.applicability
+    return bool(a.loss.holds and a.interpolation.holds and a.near_minimum.holds)
+
+
 def comparison_table(reports: list[Report], labels: list[str] | None = None) -> Table:
     """A column per (checkpoint, split); a row per number. Measures show the mean over samples."""
     labels = labels or [r.source for r in reports]
@@ -115,11 +131,18 @@ def comparison_table(reports: list[Report], labels: list[str] | None = None) -> 
 
         row("sharpness λ_max(H)", train_only(lambda c: _fmt(c.hessian.sharpness)))
         row("λ_min(H)", train_only(lambda c: _fmt(float(c.hessian.bottom.eigenvalues[0])) if c.hessian.bottom else "—"))
-        row("2/η", train_only(lambda c: _fmt(c.gd.threshold)))
-        row("GD verdict", train_only(lambda c: "stable" if c.gd.stable else "unstable"))
-        row("non-uniformity s", train_only(lambda c: _fmt(c.nonuniformity.s)))
-        row("SGD verdict (Wu–Ma–E)", train_only(lambda c: "stable" if c.sgd.stable else "unstable"))
-        row("tr H (Hutchinson)", train_only(lambda c: _fmt(c.hessian.trace.estimate)))
+        row("‖∇L‖", train_only(lambda c: _fmt(c.applicability.gradient_norm)))
+        row("optimizer", train_only(lambda c: f"{c.linear_stability.setting.kind} η={_fmt(c.linear_stability.setting.lr)}"))
+        row("λ_max of its curvature", train_only(lambda c: _fmt(c.linear_stability.sharpness)))
+        row("its threshold", train_only(lambda c: _fmt(c.linear_stability.threshold)))
+        row("optimizer verdict", train_only(lambda c: _verdict(c.linear_stability.stable)))
+        row("SGD necessary η λ_max ≤ 2", train_only(lambda c: _statement(c.sgd.necessary) if c.sgd else "—"))
+        row("SGD sufficient (Wu–Ma–E)", train_only(lambda c: _statement(c.sgd.sufficient) if c.sgd else "—"))
+        row("SGD exact ρ(T) ≤ 1", train_only(lambda c: _statement(c.sgd.exact) if c.sgd else "—"))
+        row("SGD verdict", train_only(lambda c: _verdict(c.sgd.stable) if c.sgd else "—"))
+        row("at a minimum (assumptions)", train_only(lambda c: "yes" if _assumed(c) else "no: linearization"))
+        row("non-uniformity s", train_only(lambda c: f"{_fmt(c.nonuniformity.s)} (n={c.nonuniformity.n_evaluated})"))
+        row("tr H (Hutchinson)", train_only(lambda c: f"{_fmt(c.hessian.trace.estimate)} ± {_fmt(c.hessian.trace.stderr, 2)}"))
         row("first-layer bound lhs/rhs",
             train_only(lambda c: _fmt(c.bounds.first_layer.ratio) if c.bounds.first_layer else "—"))
     return table

@@ -26,13 +26,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from stability.analysis.curvature import analyze_curvature
+from stability.analysis.curvature import analyze_curvature, optimizer_setting
 from stability.analysis.options import AnalysisOptions, BareStateDict, CurvatureOptions
 from stability.analysis.report import Report
 from stability.analysis.splits import analyze_model
 from stability.checks import check_device
 from stability.data.bundle import DataBundle, Split, load_data
 from stability.data.spec import DataSpec
+from stability.dynamics.optimizers import OptimizerSetting
 from stability.errors import BadInputError
 from stability.models.spec import ModelSpec
 from stability.training.checkpoint import (
@@ -57,6 +58,7 @@ class Weights:
     training: TrainSpec | None = None
     epoch: int | None = None
     model_source: str | None = None
+    resume: Mapping[str, Any] | None = None
 
 
 def load_factory(text: str) -> Callable[[], Any]:
@@ -125,7 +127,7 @@ def _open_weights(
         # A bare state_dict without an architecture and a dataset is refused here, naming what it needs.
         ckpt = checkpoint_from_dict(obj, source=source)
         return Weights(source=source, model=build_model_from_checkpoint(ckpt), data=ckpt.data, spec=ckpt.model,
-                       training=ckpt.training, epoch=ckpt.epoch)  # fmt: skip
+                       training=ckpt.training, epoch=ckpt.epoch, resume=ckpt.resume)  # fmt: skip
     data = DataSpec(dataset=bare.dataset, preprocess=bare.preprocess, data_root=str(data_root) if data_root else None)
     if bare.model is not None:
         model = build_from_factory(bare.model, dict(obj), source=source)
@@ -157,6 +159,7 @@ def analyze_data(
     batch_size: int | None = None, options: AnalysisOptions = AnalysisOptions(),
     curvature: CurvatureOptions | None = CurvatureOptions(), splits: tuple[str, ...] = ("train", "test"),
     advance: Callable[[str], None] = lambda label: None, about: Mapping[str, Any] | None = None,
+    optimizer: OptimizerSetting | None = None,
 ) -> Report:
     """The report of ``model`` on ``data``; ``about`` fills the :class:`Report`'s specs and provenance
     (``model``, ``data``, ``training``, ``epoch``, ``model_source``).
@@ -170,7 +173,8 @@ def analyze_data(
     curv = None
     if curvature is not None:
         advance("curvature")
-        curv = analyze_curvature(model, data.train, loss=loss, lr=lr, batch_size=batch_size or 0, options=curvature)
+        curv = analyze_curvature(model, data.train, loss=loss, lr=lr, batch_size=batch_size or 0, options=curvature,
+                                 optimizer=optimizer)  # fmt: skip
     return Report(source=source, analysis=analysis, curvature=curv, **(about or {}))
 
 
@@ -189,6 +193,7 @@ def analyze_checkpoint(
     data = load_data(weights.data, data_root=data_root, download=download)
     check_fits(model, data.to(torch_device), inputs=f"{weights.data.dataset} inputs")
     training = weights.training
+    optimizer = optimizer_setting(training, weights.resume, [k for k, _ in model.named_parameters()], lr=lr)
     return analyze_data(
         model, data, source=weights.source, loss=training.loss if training else "cross-entropy",
         lr=lr if lr is not None else (training.lr if training else None),
@@ -196,6 +201,7 @@ def analyze_checkpoint(
         options=options, curvature=curvature, advance=advance,
         about={"model": weights.spec, "data": weights.data, "training": training, "epoch": weights.epoch,
                "model_source": weights.model_source},
+        optimizer=optimizer,
     )  # fmt: skip
 
 

@@ -27,7 +27,7 @@ correction ``1/(1 − β₁ᵗ)`` scales the step and is folded into ``η``.
 An eigenvalue ``λ < 0`` gives a root outside the unit circle for every method: a saddle is never kept.
 A direction with ``λ = 0`` has multiplier 1 (a flat valley of minima): the statement is about the normal
 directions. Everything here is a statement about the linearization at a fixed point; a point with a large
-gradient is not one, and :func:`stability.dynamics.sgd.applicability` says whether a point is near one.
+gradient is not one, and :func:`stability.dynamics.applicability.applicability` says whether a point is near one.
 """
 
 from __future__ import annotations

@@ -13,6 +13,12 @@ from stability.checks import check_count, check_positive, check_positive_int
 from stability.curvature.lanczos import top_eigenvalues
 from stability.curvature.products import CurvatureOperator
 from stability.curvature.trace import hutchinson_trace
+from stability.dynamics.optimizers import (
+    OptimizerSetting,
+    linear_stability,
+    linear_stability_criterion,
+    setting_from_optimizer,
+)
 from stability.dynamics.verdicts import gd_criterion
 
 Measure = Callable[[nn.Module, Tensor, Tensor], Any]
@@ -28,7 +34,10 @@ class StabilityTracker:
 
     ``step``, ``loss``, ``sharpness`` (and ``eigenvalues`` when ``k > 1``), ``sharpness_residual``,
     ``converged``, ``num_hvps``; ``trace`` and ``trace_stderr`` (Hutchinson) when ``num_probes > 0``;
-    ``eta_sharpness`` and ``gd_stable`` when ``lr`` is given; and for each ``measures[name]`` (a function
+    ``eta_sharpness`` and ``gd_stable`` when ``lr`` is given; with ``optimizer`` (an :class:`OptimizerSetting`
+    or the live ``torch.optim`` optimizer, read afresh at each record, so Adam's preconditioner and a decayed
+    step size are current) ``optimizer``, ``threshold``, ``optimizer_sharpness`` (``λ_max`` of ``H + wd·I`` or
+    of ``P⁻¹(H + wd·I)``) and ``optimizer_stable`` (``None``: not determined); and for each ``measures[name]`` (a function
     ``(model, x, y) -> float | dict | tensor`` on the evaluation subset) its value under ``name``
     (``name.key`` for dicts).
 
@@ -41,7 +50,7 @@ class StabilityTracker:
         subset: int | None = 1000, seed: int = 0, chunk_size: int | None = None,
         dtype: torch.dtype | None = None, k: int = 1, tol: float = 1e-3, max_iter: int = 100,
         num_probes: int = 0, lr: float | None = None, measures: Mapping[str, Measure] | None = None,
-        eval_mode: bool = True,
+        eval_mode: bool = True, optimizer: OptimizerSetting | torch.optim.Optimizer | None = None,
     ) -> None:
         every = check_positive_int("every", every)
         num_probes = check_count("num_probes", num_probes, 0)
@@ -54,6 +63,7 @@ class StabilityTracker:
         self.k, self.tol, self.max_iter, self.num_probes, self.lr = k, tol, max_iter, num_probes, lr
         self.measures = dict(measures or {})
         self.eval_mode = eval_mode
+        self.optimizer = optimizer
         self.records: list[dict[str, Any]] = []
         self._generator = torch.Generator().manual_seed(seed)
         self._previous: Tensor | None = None
@@ -99,6 +109,16 @@ class StabilityTracker:
             record.update(trace=tr.estimate, trace_stderr=tr.stderr)
         if self.lr is not None:
             record.update(eta_sharpness=self.lr * sharp, gd_stable=gd_criterion(sharp, self.lr).stable)
+        if self.optimizer is not None:
+            setting = (self.optimizer if isinstance(self.optimizer, OptimizerSetting)
+                       else setting_from_optimizer(self.optimizer, model))  # fmt: skip
+            if setting.adaptive:
+                verdict = linear_stability(model, self.x, self.y, setting=setting, tol=self.tol, max_iter=self.max_iter,
+                                           **self.options)  # fmt: skip
+            else:
+                verdict = linear_stability_criterion(setting, sharp + setting.weight_decay)
+            record.update(optimizer=setting.kind, threshold=verdict.threshold, optimizer_sharpness=verdict.sharpness,
+                          optimizer_stable=verdict.stable)  # fmt: skip
         if self.measures:
             xe, ye = op.x.to(op.device), op.y.to(op.device)
             for name, fn in self.measures.items():
