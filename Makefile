@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml tools/install-torch.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	tools/install-torch.sh $(PY)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	# The ray extra too, so that the tests cover the Ray executor (Ray brings no torch of its own).
+	$(PY) -m pip install --quiet -e '.[dev,ray]'
 	# Test-only reference implementation. --no-deps: its own requirements would replace the chosen torch
 	# (backpack-for-pytorch asks for torchvision, which pulls a CUDA build of torch).
 	$(PY) -m pip install --quiet --no-deps $(TEST_REFERENCES)

@@ -16,8 +16,10 @@ from rich.console import Console
 from stability.data.spec import DataSpec
 from stability.dynamics.tracking import StabilityTracker
 from stability.errors import BadInputError
+from stability.files import folder_lock
 from stability.models.spec import ModelSpec
 from stability.plotting import Panel, curves
+from stability.sweeps.executors import SweepFailed
 from stability.sweeps.results import markdown_table, write_results
 from stability.sweeps.runs import RunResult, RunSpec, Sweep, first_epoch, is_complete, run_name
 from stability.training.checkpoint import load_checkpoint
@@ -205,6 +207,70 @@ def test_duplicate_run_names_are_refused_before_anything_trains(tmp_path):
     groups, done = _sweep(tmp_path).run_groups({"x": [a], "y": [shared]})
     assert list(done) == ["same"] and groups["y"][0].spec.labels == {"part": "y"}
     assert groups["x"][0].history == groups["y"][0].history
+
+
+# Failures and other writers
+
+
+def _broken_tracker(data):
+    raise RuntimeError("tracker exploded")
+
+
+def test_a_failing_run_is_reported_the_others_finish_and_a_rerun_retries_it(tmp_path):
+    good = [RunSpec(run_name(lr=lr), MLP, DIGITS, TrainSpec(epochs=1, lr=lr, batch_size=50)) for lr in (0.05, 0.2)]
+    too_big = RunSpec("too-big", MLP, dataclasses.replace(DIGITS, n_train=100_000), TrainSpec(epochs=1))
+    crashing = RunSpec("crashing", MLP, DIGITS, TrainSpec(epochs=1), track=_broken_tracker)
+    specs = [good[0], too_big, crashing, good[1]]
+    log = io.StringIO()
+    with pytest.raises(SweepFailed) as caught:
+        Sweep(tmp_path, progress=False, console=Console(file=log, width=300)).run_all(specs)
+    failed = caught.value
+    assert [f.name for f in failed.failures] == ["too-big", "crashing"]
+    assert failed.failures[0].bad_input
+    assert failed.failures[0].error == "n_train=100000 + n_heldout=0 exceed the 1437-sample training pool of digits; lower them"
+    assert not failed.failures[1].bad_input and failed.failures[1].error == "RuntimeError: tracker exploded"
+    assert not failed.bad_input  # not every failure is the user's input: the command exits 1, not 2
+    assert str(failed).startswith("2 of 4 runs failed (too-big: n_train=100000 + n_heldout=0 exceed")
+    assert list(failed.results) == [good[0].name, good[1].name]
+    assert all(is_complete(tmp_path / "runs" / s.name, s) for s in good)
+    text = log.getvalue()
+    assert "too-big: failed: n_train=100000" in text and "crashing: failed: RuntimeError: tracker exploded" in text
+    assert text.count("Traceback") == 1  # where the unexpected error came from; bad input needs no traceback
+    assert "runs 4/4 done" not in text and "runs 2/4 done · 0 running · 2 failed · ETA 0:00" in text
+
+    log = io.StringIO()
+    with pytest.raises(SweepFailed):  # a rerun retries the failed runs only
+        Sweep(tmp_path, progress=False, console=Console(file=log, width=300)).run_all(specs)
+    assert log.getvalue().count("complete, skipped") == 2 and log.getvalue().count(": failed:") == 2
+    fixed = [good[0], dataclasses.replace(too_big, data=DIGITS), dataclasses.replace(crashing, track=None), good[1]]
+    done = _sweep(tmp_path).run_all(fixed)
+    assert [r.skipped for r in done.values()] == [True, False, False, True]
+
+
+def test_a_run_another_process_is_writing_is_refused_and_left_untouched(tmp_path):
+    """A second writer on a run folder gets a one-line refusal for that run and changes nothing in it, not even
+    the tracking records past the checkpoint that a resume would cut back; the sweep's other runs finish."""
+    tracked = RunSpec("tracked", MLP, DIGITS, TrainSpec(epochs=6, lr=0.05, batch_size=50, checkpoint_every=3),
+                      track=_tracker)  # fmt: skip
+    other = RunSpec("other", MLP, DIGITS, TrainSpec(epochs=1, batch_size=50))
+    sweep = _sweep(tmp_path)
+    out = sweep.run_dir(tracked)
+    with pytest.raises(_Interrupt):  # measured at epochs 0..4, interrupted at 5; the checkpoint is epoch 3's
+        sweep.run(dataclasses.replace(tracked, track=_failing_on_call(6, _tracker)))
+    assert [r["epoch"] for r in _tracking_file(out)] == [0, 1, 2, 3, 4]
+    files = ("checkpoint.pt", "config.json", "metrics.jsonl", "tracking.jsonl")
+    before = {f: (out / f).read_bytes() for f in files}
+    with folder_lock(out):  # the folder's writer (its lock is per open file, so this process counts as another)
+        with pytest.raises(SweepFailed) as caught:
+            sweep.run_all([tracked, other])
+        assert {f: (out / f).read_bytes() for f in files} == before
+    (failure,) = caught.value.failures
+    assert failure.name == "tracked" and caught.value.bad_input
+    assert failure.error == f"out_dir {out} is in use by process {os.getpid()}; wait for it to finish or choose another out_dir"
+    assert is_complete(sweep.run_dir(other), other)
+    resumed = sweep.run_all([tracked, other])  # the writer gone, the run resumes from epoch 3
+    assert [r["epoch"] for r in resumed["tracked"].tracking] == [0, 1, 2, 3, 4, 5, 6]
+    assert resumed["other"].skipped and is_complete(out, tracked)
 
 
 # Tracking: records, resume, completeness

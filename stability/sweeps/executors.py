@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -129,7 +130,18 @@ class LocalExecutor:
 
 
 def ray_installed() -> bool:
-    return importlib.util.find_spec("ray") is not None
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):  # e.g. sys.modules["ray"] = None
+        return False
+
+
+def concurrent_runs(resources: Mapping[str, float], cpus_per_run: float, gpus_per_run: float) -> int:
+    """How many runs a cluster with ``resources`` (``{"CPU": 16, "GPU": 4}``) trains at once."""
+    n = math.floor(resources.get("CPU", 0) / cpus_per_run + 1e-9)
+    if gpus_per_run > 0:
+        n = min(n, math.floor(resources.get("GPU", 0) / gpus_per_run + 1e-9))
+    return max(n, 0)
 
 
 def require_ray() -> None:
@@ -176,12 +188,6 @@ class RayExecutor:
         if device.startswith("cuda") and self.gpus_per_run == 0:
             raise BadInputError(f"--device {device} under --executor ray needs --gpus-per-run above 0 (e.g. 1)")
 
-    def slots(self, resources: Mapping[str, float]) -> int:
-        """How many runs the cluster's ``resources`` can train at once."""
-        n = math.floor(resources.get("CPU", 0) / self.cpus_per_run + 1e-9)
-        if self.gpus_per_run > 0:
-            n = min(n, math.floor(resources.get("GPU", 0) / self.gpus_per_run + 1e-9))
-        return max(n, 0)
 
     def execute(
         self, sweep: Sweep, specs: Sequence[RunSpec], status: SweepStatus, console: Any
@@ -192,6 +198,7 @@ class RayExecutor:
             return {}
         connect = not ray.is_initialized()
         if connect:
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves the machine unasked
             ray.init(
                 address=self.address, num_cpus=self.num_cpus if self.address is None else None,
                 include_dashboard=False, log_to_driver=False,
@@ -205,7 +212,7 @@ class RayExecutor:
             args = sweep.worker_args()
             names = {task.remote(args, spec): spec.name for spec in specs}
             pending = list(names)
-            slots = self.slots(ray.cluster_resources())
+            slots = concurrent_runs(ray.cluster_resources(), self.cpus_per_run, self.gpus_per_run)
             outcomes: dict[str, RunFailure | None] = {}
             with SweepProgress(console, status, bar=True) as progress:
                 status.running = min(len(pending), slots)

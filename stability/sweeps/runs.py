@@ -193,11 +193,13 @@ class Sweep:
         data = self._bundle(spec.data)
         on_epoch = None
         if spec.track is not None:
-            on_epoch = _tracking_callback(spec, data, out, keep_upto=ckpt.epoch if ckpt is not None else -1)
-        train(
+            on_epoch = _tracking_callback(spec, data, out)
+        trained = train(
             spec.model, spec.data, spec.training, out, device=self.device, resume=ckpt is not None, data=data,
             progress=self.progress, on_epoch=on_epoch,
         )  # fmt: skip
+        for note in trained.notes:  # e.g. the folder's previous writer was killed; the run resumed
+            self.console.print(f"[yellow]{note}[/]")
         return _result(spec, out, skipped=False)
 
     def _bundle(self, spec: DataSpec) -> DataBundle:
@@ -231,18 +233,22 @@ def _result(spec: RunSpec, out: Path, *, skipped: bool) -> RunResult:
     return RunResult(spec, out, read_metrics(out / METRICS), read_jsonl(out / TRACKING), skipped=skipped)
 
 
-def _tracking_callback(
-    spec: RunSpec, data: DataBundle, out: Path, keep_upto: int
-) -> Callable[[dict[str, float], torch.nn.Module], None]:
-    """Measure with the run's tracker every ``track_every`` epochs and at the last, appending to tracking.jsonl."""
+def _tracking_callback(spec: RunSpec, data: DataBundle, out: Path) -> Callable[[dict[str, float], torch.nn.Module], None]:
+    """Measure with the run's tracker every ``track_every`` epochs and at the last, appending to tracking.jsonl.
+
+    The file is cut back on the first call, inside :func:`train` and so under the run folder's lock: to the
+    records before that epoch (a fresh run's first call is epoch 0, which empties it; a run resumed from the
+    checkpoint of epoch ``e`` first calls at ``e + 1``), so another process's run is never touched."""
     tracker = spec.track(data)  # type: ignore[misc]
     path = out / TRACKING
-    out.mkdir(parents=True, exist_ok=True)
-    cut_jsonl(path, keep_upto)  # keep_upto = -1 (a fresh run) empties the file
     last = spec.training.epochs
+    first = [True]
 
     def on_epoch(row: dict[str, float], model: torch.nn.Module) -> None:
         epoch = int(row["epoch"])
+        if first[0]:
+            cut_jsonl(path, epoch - 1)
+            first[0] = False
         if epoch % spec.track_every and epoch != last:
             return
         record = tracker.measure(int(row["step"]), model)
