@@ -12,7 +12,7 @@ EXPERIMENTS_OUT ?= runs
 TEST_REFERENCES := curvlinops-for-pytorch backpack-for-pytorch einconv einops linear_operator opt-einsum \
                    tqdm unfoldNd jaxtyping wadler-lindig
 
-.PHONY: quickstart test test-slow test-all experiments bench clean-venv
+.PHONY: quickstart test test-slow test-all experiments bench gpu-check clean-venv
 
 $(STAMP): pyproject.toml tools/install-torch.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,9 +46,20 @@ experiments: $(STAMP)
 	$(PY) experiments/memorize.py --quick --out $(EXPERIMENTS_OUT)/memorize/quick-digits
 	$(PY) experiments/stability_tracking.py --quick --out $(EXPERIMENTS_OUT)/stability_tracking/quick-digits
 
+# Speed, as ratios measured within one run (docs/performance.md). The peers the benchmarks compare against
+# are installed --no-deps, so they never replace the chosen torch; a benchmark skips a peer that is absent.
+BENCH_PEERS := PyHessian==0.1 hessian-eigenthings==1.0.0a5
+
 bench: $(STAMP)
+	$(PY) -m pip install --quiet --no-deps $(BENCH_PEERS)
 	$(PY) -m benchmarks.bench_training_loop
-	$(PY) benchmarks/bench_curvature.py --models mlp
+	$(PY) -m benchmarks.bench_jacobians --models mlp
+	$(PY) -m benchmarks.bench_curvature --models mlp --solves mlp
+
+# On a machine with a CUDA GPU: one markdown table of the hot paths (under 8 minutes on one H100/H200).
+gpu-check: $(STAMP)
+	mkdir -p runs
+	$(PY) -m benchmarks.bench_gpu --out runs/gpu-check.md
 
 clean-venv:
 	rm -rf $(VENV)

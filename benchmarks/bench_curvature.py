@@ -1,247 +1,239 @@
-"""Sharpness (top Hessian eigenvalue): our Lanczos against power iteration and curvlinops + scipy.
+"""Curvature products and solves against their peers, at equal accuracy against a float64 reference.
 
-For each model (10 classes, digits-shaped inputs ``(1, 8, 8)``, cross-entropy, eval mode, float32), on
-the first ``--n`` training digits (random inputs and labels if the digits data cannot be loaded):
+For each model (the registry's ``mlp`` and ``convnet``, eval mode, float32, cross-entropy) on the first
+``--n`` real training digits:
 
-1. **Cost of one HVP.** Median time of one Hessian-vector product of :class:`CurvatureOperator`
-   (``jvp(grad(L))``, forward-over-reverse) against one gradient of the same loss (plain autograd
-   ``loss.backward`` and ``torch.func.grad``), and of one Gauss-Newton product. Target: HVP ≤ 3x gradient.
-2. **Products to reach 1e-3.** A reference sharpness from Lanczos at ``tol=1e-6``. Then, on the same
-   operator and start vector, the number of products after which the estimate stays within relative
-   1e-3 of the reference: Lanczos (thick restart, full reorthogonalization) against power iteration.
-   Also each method's own stopping rule: ours at ``tol=1e-3`` (residual-based), power iteration at
-   PyHessian's rule (relative change of the estimate below 1e-3). Target: ours ≤ 1/3 of power's.
-3. **Wall time against curvlinops.** ``HessianLinearOperator`` + ``scipy.sparse.linalg.eigsh(k=1,
-   which="LA", tol=1e-3)`` against ``top_eigenvalues(op, 1, tol=1e-3)``, construction excluded (curvlinops'
-   determinism check and data pass are not timed). Target: ours faster. Skipped if curvlinops is absent.
+1. **Cost of one product.** Median (min–max) seconds of one gradient (``autograd``), one Hessian-vector
+   product of :class:`CurvatureOperator` with the retained graph (``primal="retain"``, the default) and
+   recomputing (``primal="recompute"``, forward-over-reverse), the same for the Gauss-Newton product,
+   and PyHessian's product (double backward through its retained gradient). The graph build is timed
+   separately; ``retained`` is the memory it holds.
+2. **Top-k eigenvalues at 1e-3** (``k`` = 1 and 5, largest algebraic). Reference: our Lanczos on the
+   float64 operator at ``tol=1e-9``. Each method runs a short ladder of its own settings and keeps the
+   cheapest that brings every one of the ``k`` eigenvalues within relative 1e-3 of the reference:
+   ours (:func:`top_eigenvalues`, ``tol`` 1e-2 / 3e-3 / 1e-3, no extra residual check), curvlinops +
+   ``scipy.sparse.linalg.eigsh`` (``tol`` 1e-2 / 1e-3 with ``ncv`` ``max(2k + 1, 8)``, and with ARPACK's
+   default 20), PyHessian's power iteration with deflation (its relative-change rule at ``tol`` 1e-3 /
+   1e-4 / 1e-5), hessian-eigenthings' Lanczos (``max_iter`` 10 ... 80). Construction is timed with the
+   solve for every method (ours builds its graph inside the solve).
+3. **Hessian trace to 5% relative standard error.** Each estimator gets the smallest budget of 8, 16,
+   32, ... products whose own standard error is at most 5% of its estimate: ours with
+   ``method="auto"`` (Hutchinson or Hutch++ by the spectrum check) and plain Hutchinson, PyHessian's
+   Hutchinson (``trace(maxIter=m, tol=0)``: exactly ``m`` products).
 
-Nothing is asserted: the script prints a markdown table of what it measured.
+Times are medians (min–max) over ``--repeats`` rounds after a warm-up, methods taking turns within each
+round. Peers missing from the environment are skipped and the table says so. Nothing is asserted.
 
-    python benchmarks/bench_curvature.py --device cpu --n 1000 --threads 1
+    python -m benchmarks.bench_curvature --device cpu --n 1000 --threads 1 --models mlp
 """
 
 from __future__ import annotations
 
-import statistics
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 import torch
 import typer
 from torch import Tensor, nn
-from torch.func import grad
 
-from stability.curvature.lanczos import power_iteration, top_eigenvalues
+from benchmarks.common import build, digits, header, interleaved, peak_rss, sync
+from stability.curvature.lanczos import top_eigenvalues
+from stability.curvature.measures import TRACE_METHODS
 from stability.curvature.products import CurvatureOperator
-from stability.losses import mean_loss
-from stability.models.registry import build_model  # noqa: E402
-from stability.models.spec import ModelSpec  # noqa: E402
 
-INPUT_SHAPE = (1, 8, 8)
-NUM_CLASSES = 10
 TARGET = 1e-3
+RSE = 0.05
 
 
-def build(arch: str, seed: int) -> tuple[nn.Module, str]:
-    """The registry's model, initialized from ``seed`` without touching the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build_model(ModelSpec(arch), INPUT_SHAPE, NUM_CLASSES), "stability.models"
-
-
-def digits(n: int, seed: int) -> tuple[Tensor, Tensor, str]:
-    """The first ``n`` standardized training digits, or seeded random stand-ins."""
+def _peer(name: str) -> Any:
     try:
-        from stability.data.bundle import load_data
-        from stability.data.spec import DataSpec
+        if name == "pyhessian":
+            from pyhessian import hessian
 
-        split = load_data(DataSpec(dataset="digits", n_train=n, seed=seed)).train
-        return split.x, split.y, "digits"
-    except Exception:  # noqa: BLE001 - any failure to load falls back to synthetic data, stated in the table
-        gen = torch.Generator().manual_seed(seed)
-        x = torch.randn(n, *INPUT_SHAPE, generator=gen)
-        return x, torch.randint(0, NUM_CLASSES, (n,), generator=gen), "random"
+            return hessian
+        if name == "curvlinops":
+            from curvlinops import HessianLinearOperator
 
+            return HessianLinearOperator
+        import hessian_eigenthings
 
-def median_time(fn: Callable[[], Any], repeats: int, device: torch.device) -> float:
-    """Median wall time over ``repeats`` calls after one warm-up call."""
-    times = []
-    for i in range(repeats + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def products_to_target(history: tuple[float, ...], ref: float) -> int | None:
-    """Products after which every later estimate is within relative ``TARGET`` of ``ref``."""
-    ok = [abs(h - ref) <= TARGET * abs(ref) for h in history]
-    if not ok or not ok[-1]:
+        return hessian_eigenthings
+    except ImportError:
         return None
-    last_bad = max((i for i, good in enumerate(ok) if not good), default=-1)
-    return last_bad + 2  # history[i] is the estimate after i + 1 products
 
 
-def pyhessian_stop(history: tuple[float, ...]) -> int | None:
-    """Products at which PyHessian's rule (relative change below ``TARGET``) would stop power iteration."""
-    for i in range(1, len(history)):
-        if abs(history[i] - history[i - 1]) < TARGET * abs(history[i]):
-            return i + 1
-    return None
-
-
-@dataclass
-class Row:
-    model: str
-    source: str
-    data: str
-    num_params: int
-    n: int
-    hvp_s: float
-    ggn_s: float
-    grad_s: float
-    func_grad_s: float
-    sharpness: float
-    lanczos_to_target: int | None
-    power_to_target: int | None
-    lanczos_own_stop: int
-    lanczos_own_err: float
-    power_own_stop: int | None
-    power_own_err: float | None
-    ours_s: float
-    ours_err: float
-    curvlinops_s: float | None
-    curvlinops_products: int | None
-    curvlinops_err: float | None
-
-
-def bench_model(arch: str, device: torch.device, n: int, chunk_size: int | None, repeats: int,
-                power_max_iter: int, seed: int) -> Row:
-    module, source = build(arch, seed)
-    module = module.to(device).eval()
-    x, y, data = digits(n, seed)
-    x, y = x.to(device), y.to(device)
-    op = CurvatureOperator(module, x, y, chunk_size=chunk_size)
-    ggn = CurvatureOperator(module, x, y, curvature="ggn", chunk_size=chunk_size)
-    gen = torch.Generator().manual_seed(seed)
-    v = torch.randn(op.dim, generator=gen).to(device)
+def products(module: nn.Module, x: Tensor, y: Tensor, device: torch.device, repeats: int) -> list[str]:
+    ops = {p: CurvatureOperator(module, x, y, primal=p) for p in ("retain", "recompute")}
+    ggn = {p: CurvatureOperator(module, x, y, curvature="ggn", primal=p) for p in ("retain", "recompute")}
+    v = torch.randn(ops["retain"].dim, generator=torch.Generator().manual_seed(0)).to(device)
     params = list(module.parameters())
 
-    def autograd_grad() -> None:
-        for xb, yb in op.batches():
-            torch.autograd.grad(nn.functional.cross_entropy(module(xb), yb), params)
+    def gradient() -> None:
+        torch.autograd.grad(nn.functional.cross_entropy(module(x), y), params)
 
-    def func_grad() -> None:
-        for xb, yb in op.batches():
-            grad(lambda p: mean_loss("cross-entropy", op.model(p, xb), yb))(op.params)  # noqa: B023
+    ops["retain"] @ v
+    ggn["retain"] @ v
+    sync(device)
+    fns: dict[str, Callable[[], Any]] = {
+        "gradient": gradient, "HVP, retained": lambda: ops["retain"] @ v, "HVP, recomputed": lambda: ops["recompute"] @ v,
+        "GGN, retained": lambda: ggn["retain"] @ v, "GGN, recomputed": lambda: ggn["recompute"] @ v,
+    }  # fmt: skip
+    build_s = {"HVP, retained": None, "GGN, retained": None}
+    Hessian = _peer("pyhessian")
+    if Hessian is not None:
+        from pyhessian.utils import hessian_vector_product as ph_hvp
 
-    hvp_s = median_time(lambda: op(v), repeats, device)
-    ggn_s = median_time(lambda: ggn(v), repeats, device)
-    grad_s = median_time(autograd_grad, repeats, device)
-    func_grad_s = median_time(func_grad, repeats, device)
-
-    ref = top_eigenvalues(op, 1, tol=1e-6, max_iter=300, v0=v)
-    if not ref.converged:
-        raise RuntimeError(f"{arch}: the reference Lanczos solve did not converge")
-    sharp = float(ref.eigenvalues[0])
-    power = power_iteration(op, tol=1e-7, max_iter=power_max_iter, v0=v)
-    own = top_eigenvalues(op, 1, tol=TARGET, v0=v)
-    p_stop = pyhessian_stop(power.history)
-
-    t0 = time.perf_counter()
-    ours = top_eigenvalues(op, 1, tol=TARGET, generator=torch.Generator().manual_seed(seed + 1))
-    ours_s = time.perf_counter() - t0
-    cl_s = cl_products = cl_err = None
-    try:
-        from curvlinops import HessianLinearOperator
-        from scipy.sparse.linalg import LinearOperator, eigsh
-    except ImportError:
-        pass
-    else:
-        batches = list(zip(x.split(chunk_size or n), y.split(chunk_size or n)))
-        H = HessianLinearOperator(module, nn.CrossEntropyLoss(), params, batches, check_deterministic=False,
-                                  num_data=n).to_scipy()
-        count = [0]
-
-        def matvec(u: Any) -> Any:
-            count[0] += 1
-            return H @ u
-
-        counted = LinearOperator(H.shape, matvec=matvec, dtype=H.dtype)
-        t0 = time.perf_counter()
-        top = float(eigsh(counted, k=1, which="LA", tol=TARGET)[0][0])
-        cl_s, cl_products, cl_err = time.perf_counter() - t0, count[0], abs(top - sharp) / abs(sharp)
-    return Row(
-        arch, source, data, op.dim, n, hvp_s, ggn_s, grad_s, func_grad_s, sharp,
-        products_to_target(ref.history, sharp), products_to_target(power.history, sharp),
-        own.num_hvps, abs(float(own.eigenvalues[0]) - sharp) / abs(sharp),
-        p_stop, None if p_stop is None else abs(power.history[p_stop - 1] - sharp) / abs(sharp),
-        ours_s, abs(float(ours.eigenvalues[0]) - sharp) / abs(sharp), cl_s, cl_products, cl_err,
-    )
+        ph = Hessian(module, nn.CrossEntropyLoss(), data=(x, y), cuda=device.type == "cuda")
+        vs = [t.reshape(p.shape) for t, p in zip(v.split([p.numel() for p in params]), params)]
+        fns["PyHessian HVP"] = lambda: ph_hvp(ph.gradsH, ph.params, vs)
+    t = interleaved(fns, repeats, device)
+    for key, op in (("HVP, retained", ops["retain"]), ("GGN, retained", ggn["retain"])):
+        op.release()
+        start = time.perf_counter()
+        op @ v
+        sync(device)
+        build_s[key] = time.perf_counter() - start - t[key].median
+    g = t["gradient"].median
+    rows = []
+    for name, timing in t.items():
+        op = {"HVP, retained": ops["retain"], "GGN, retained": ggn["retain"]}.get(name)
+        extra = f"build {build_s[name]:.3f} s, retained {op.retained_bytes / 2**20:.1f} MiB" if op is not None else ""
+        rows.append(f"| {name} | {timing.s() if g > 1 else timing.ms()} | {timing.median / g:.2f}x | {extra} |")
+    return rows
 
 
-def _fmt(v: float | int | None, spec: str = "") -> str:
-    return "—" if v is None else format(v, spec)
+def _eigen_methods(module: nn.Module, x: Tensor, y: Tensor, k: int, device: torch.device) -> dict[str, list]:
+    """For each method, a ladder of ``(setting, solve)``; a solve returns the ``k`` eigenvalues, descending."""
+    gen = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    ladders: dict[str, list] = {"ours (Lanczos)": [
+        (f"tol {tol:g}", lambda tol=tol: top_eigenvalues(CurvatureOperator(module, x, y), k, tol=tol, generator=gen(),
+                                                         check_residuals=False).eigenvalues.tolist())
+        for tol in (1e-2, 3e-3, 1e-3)]}  # fmt: skip
+    HLO = _peer("curvlinops")
+    if HLO is not None:
+        from scipy.sparse.linalg import eigsh
+
+        def cl(tol: float, ncv: int | None) -> list[float]:
+            H = HLO(module, nn.CrossEntropyLoss(), list(module.parameters()), [(x, y)], check_deterministic=False,
+                    num_data=x.shape[0]).to_scipy()  # fmt: skip
+            return sorted(eigsh(H, k=k, which="LA", tol=tol, ncv=ncv)[0].tolist(), reverse=True)
+
+        ncv = max(2 * k + 1, 8)
+        ladders["curvlinops + eigsh"] = [(f"tol {tol:g}, ncv {n or 20}", lambda tol=tol, n=n: cl(tol, n))
+                                         for n in (ncv, None) for tol in (1e-2, 1e-3)]  # fmt: skip
+    Hessian = _peer("pyhessian")
+    if Hessian is not None:
+        def ph(tol: float) -> list[float]:
+            torch.manual_seed(1)  # PyHessian draws its start vectors from the global RNG
+            h = Hessian(module, nn.CrossEntropyLoss(), data=(x, y), cuda=device.type == "cuda")
+            return sorted(h.eigenvalues(maxIter=1000, tol=tol, top_n=k)[0], reverse=True)
+
+        ladders["PyHessian (power)"] = [(f"tol {tol:g}", lambda tol=tol: ph(tol)) for tol in (1e-3, 1e-4, 1e-5)]
+    he = _peer("hessian_eigenthings")
+    if he is not None:
+        def eig(steps: int) -> list[float]:
+            op = he.HessianOperator(module, [(x, y)], he.supervised_loss(nn.functional.cross_entropy))
+            return sorted(he.lanczos(op, k=k, max_iter=steps, which="LA", seed=1).eigenvalues.tolist(),
+                          reverse=True)[:k]  # fmt: skip
+
+        ladders["hessian-eigenthings (Lanczos)"] = [(f"{s} steps", lambda s=s: eig(s)) for s in (10, 15, 20, 30, 40, 80)]
+    return ladders
 
 
-def markdown(rows: list[Row], device: torch.device, power_max_iter: int) -> str:
-    head = (f"device: {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, float32, "
-            f"input (1, 8, 8), 10 classes, cross-entropy, eval mode; target relative accuracy {TARGET:g}")
-    lines = [head, "", "Cost of one product (median seconds over the whole evaluation set):", "",
-             "| model | params | data (n) | HVP | GGN-vector | gradient (autograd) | gradient (torch.func) "
-             "| HVP / gradient |", "|---|---:|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r.model} ({r.source}) | {r.num_params:,} | {r.data} ({r.n}) | {r.hvp_s:.4f} "
-                     f"| {r.ggn_s:.4f} | {r.grad_s:.4f} | {r.func_grad_s:.4f} | {r.hvp_s / r.grad_s:.2f}x |")
-    lines += ["", f"Products to reach relative error {TARGET:g} in the sharpness (power iteration capped at "
-              f"{power_max_iter}):", "",
-              "| model | sharpness | Lanczos (stays within) | power (stays within) | power / Lanczos "
-              "| Lanczos own stop: products, error | power PyHessian stop: products, error |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        ratio = (f"{r.power_to_target / r.lanczos_to_target:.1f}x"
-                 if r.power_to_target and r.lanczos_to_target else "—")
-        lines.append(f"| {r.model} | {r.sharpness:.5g} | {_fmt(r.lanczos_to_target)} "
-                     f"| {_fmt(r.power_to_target) if r.power_to_target else f'> {power_max_iter}'} | {ratio} "
-                     f"| {r.lanczos_own_stop}, {r.lanczos_own_err:.1e} "
-                     f"| {_fmt(r.power_own_stop)}, {_fmt(r.power_own_err, '.1e')} |")
-    lines += ["", "Wall time of one sharpness solve at tol 1e-3 (construction excluded):", "",
-              "| model | ours: seconds, error | curvlinops + eigsh: seconds, products, error "
-              "| curvlinops / ours |",
-              "|---|---:|---:|---:|"]
-    for r in rows:
-        cl = (f"{r.curvlinops_s:.2f}, {r.curvlinops_products}, {r.curvlinops_err:.1e}"
-              if r.curvlinops_s is not None else "not installed")
-        speed = f"{r.curvlinops_s / r.ours_s:.1f}x" if r.curvlinops_s is not None else "—"
-        lines.append(f"| {r.model} | {r.ours_s:.2f}, {r.ours_err:.1e} | {cl} | {speed} |")
-    return "\n".join(lines)
+def eigen(module: nn.Module, x: Tensor, y: Tensor, k: int, device: torch.device, repeats: int, label: str) -> list[str]:
+    ref_op = CurvatureOperator(module, x, y, dtype=torch.float64)
+    ref = top_eigenvalues(ref_op, k, tol=1e-9, max_iter=500, generator=torch.Generator().manual_seed(2))
+    want = torch.tensor(ref.eigenvalues.tolist(), dtype=torch.float64)
+    chosen: dict[str, tuple[str, Callable[[], Any], float]] = {}
+    for name, ladder in _eigen_methods(module, x, y, k, device).items():
+        for setting, solve in ladder:
+            got = torch.tensor(solve(), dtype=torch.float64)
+            err = float(((got - want).abs() / want.abs()).max())
+            if err <= TARGET:
+                chosen[name] = (setting, solve, err)
+                break
+        else:
+            chosen[name] = (f"{setting} (misses 1e-3: {err:.1e})", solve, err)
+    t = interleaved({name: c[1] for name, c in chosen.items()}, repeats, device)
+    ours = t["ours (Lanczos)"].median
+    mem = {name: peak_rss(c[1]) if device.type == "cpu" else None for name, c in chosen.items()}
+    return [f"| {label} | {k} | {name} | {setting} | {err:.1e} | {t[name].s()} | {t[name].median / ours:.2f}x "
+            f"| {'—' if mem[name] is None else f'{mem[name]:.0f}'} |"
+            for name, (setting, _, err) in chosen.items()]
+
+
+def trace(module: nn.Module, x: Tensor, y: Tensor, device: torch.device, repeats: int, label: str) -> list[str]:
+    budgets = [8 * 2**i for i in range(8)]
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+
+    def ours(method: str, m: int) -> tuple[float, float, str]:
+        r = TRACE_METHODS[method](CurvatureOperator(module, x, y), m, generator=gen())
+        return r.estimate, r.stderr, r.method
+
+    methods: dict[str, Callable[[int], tuple[float, float, str]]] = {
+        "ours, auto": lambda m: ours("auto", m), "ours, Hutchinson": lambda m: ours("hutchinson", m)}
+    Hessian = _peer("pyhessian")
+    if Hessian is not None:
+        def ph(m: int) -> tuple[float, float, str]:
+            torch.manual_seed(3)
+            s = torch.tensor(Hessian(module, nn.CrossEntropyLoss(), data=(x, y), cuda=device.type == "cuda")
+                             .trace(maxIter=m, tol=0.0), dtype=torch.float64)  # fmt: skip
+            return float(s.mean()), float(s.std() / math.sqrt(len(s))), "hutchinson"
+
+        methods["PyHessian (Hutchinson)"] = ph
+    chosen = {}
+    for name, fn in methods.items():
+        for m in budgets:
+            est, se, kind = fn(m)
+            if se <= RSE * abs(est):
+                break
+        chosen[name] = (m, est, se, kind)
+    t = interleaved({name: (lambda fn=methods[name], m=c[0]: fn(m)) for name, c in chosen.items()}, repeats, device)
+    ours_s = t["ours, auto"].median
+    return [f"| {label} | {name} | {kind} | {m} | {est:.4g} | {se / abs(est):.3f} | {t[name].s()} "
+            f"| {t[name].median / ours_s:.2f}x |" for name, (m, est, se, kind) in chosen.items()]
 
 
 def main(
-    device: Annotated[str, typer.Option(help="torch device to run on, e.g. cpu or cuda")] = "cpu",
+    device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda")] = "cpu",
     n: Annotated[int, typer.Option(help="training digits in the evaluation set")] = 1000,
-    chunk_size: Annotated[int, typer.Option(help="samples per chunk (0: all at once)")] = 0,
-    repeats: Annotated[int, typer.Option(help="timed repetitions per product (median reported)")] = 5,
-    power_max_iter: Annotated[int, typer.Option(help="cap on power-iteration steps")] = 300,
-    threads: Annotated[int, typer.Option(help="torch intra-op threads (0: leave torch's default)")] = 0,
-    models: Annotated[str, typer.Option(help="comma-separated architectures")] = "mlp,convnet",
-    seed: Annotated[int, typer.Option(help="seed of the weights, data subset and start vectors")] = 0,
-) -> list[Row]:
-    """Measure HVP cost and sharpness solvers; print a markdown table of the results."""
+    repeats: Annotated[int, typer.Option(help="timed rounds (median and min–max reported)")] = 3,
+    threads: Annotated[int, typer.Option(help="torch intra-op threads (0: torch's default)")] = 0,
+    models: Annotated[str, typer.Option(help="comma-separated architectures for the product costs")] = "mlp,convnet",
+    solves: Annotated[str, typer.Option(help="comma-separated architectures for eigen and trace solves")] = "mlp",
+    seed: Annotated[int, typer.Option(help="seed of the weights and the digit subset")] = 0,
+) -> str:
+    """Measure curvature products and solves against their peers; print markdown tables."""
     if threads > 0:
         torch.set_num_threads(threads)
     dev = torch.device(device)
-    rows = [bench_model(a.strip(), dev, n, chunk_size or None, repeats, power_max_iter, seed)
-            for a in models.split(",")]
-    print(markdown(rows, dev, power_max_iter))
-    return rows
+    prod, eig, tr, sources = [], [], [], set()
+    for arch in [a.strip() for a in models.split(",") if a.strip()]:
+        module = build(arch, (1, 8, 8), seed).to(dev)
+        x, y, src = digits(n, 8, seed)
+        sources.add(src)
+        x, y = x.to(dev), y.to(dev)
+        prod += [f"| **{arch}** ({sum(p.numel() for p in module.parameters()):,} params) | | | |",
+                 *products(module, x, y, dev, repeats)]
+        if arch in solves.split(","):
+            eig += eigen(module, x, y, 1, dev, repeats, arch) + eigen(module, x, y, 5, dev, repeats, arch)
+            tr += trace(module, x, y, dev, repeats, arch)
+    out = "\n".join([
+        header(dev, f"; float32, cross-entropy, eval mode, n = {n} ({', '.join(sorted(sources))})"), "",
+        "One product over the evaluation set: median (min–max), ms below 1 s of gradient, else s", "",
+        "| product | time | / gradient | graph |", "|---|---:|---:|---|", *prod, "",
+        f"Top-k eigenvalues within relative {TARGET:g} of the float64 reference (cheapest setting that meets it; "
+        "construction included; memory: peak RSS rise, MiB)", "",
+        "| model | k | method | setting | max error | seconds | / ours | memory |", "|---|---:|---|---|---:|---:|---:|---:|",
+        *eig, "",
+        f"Hessian trace to {RSE:.0%} relative standard error (smallest budget of 8·2^i products that meets it)", "",
+        "| model | method | ran | products | estimate | relative stderr | seconds | / ours (auto) |",
+        "|---|---|---|---:|---:|---:|---:|---:|", *tr,
+    ])  # fmt: skip
+    print(out)
+    return out
 
 
 if __name__ == "__main__":

@@ -142,6 +142,8 @@ class RetainedGraph:
         with torch.enable_grad():
             for weight, product in self._graphs:
                 part = product(vs, batched)
-                total = [p * weight for p in part] if total is None else [a + p * weight for a, p in zip(total, part)]
+                if weight != 1.0:
+                    part = [p * weight for p in part]
+                total = part if total is None else [a + p for a, p in zip(total, part)]
         assert total is not None
         return {k: t.detach() for k, t in zip(self.params, total)}
