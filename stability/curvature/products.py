@@ -15,8 +15,9 @@ matrices of size ``D × D`` (``D`` = number of parameters):
 Both are summed over chunks of ``chunk_size`` samples (weight ``b_c / n`` each). Products either
 recompute each chunk's forward pass and gradient every time (``primal="recompute"``: the formulas above,
 memory that of one chunk whatever ``n`` is) or build each chunk's graph once and differentiate it again
-for every product (``primal="retain"``, :mod:`stability.curvature.retained`: 1.4x–2.0x a gradient per
-Hessian product instead of 3x–3.8x, at the memory of the whole evaluation set's graph). The default
+for every product (``primal="retain"``, :mod:`stability.curvature.retained`: 1.3x–2.1x a gradient per
+Hessian product instead of 3.1x–6.6x in ``docs/performance.md``, at the memory of the whole evaluation
+set's graph). The default
 ``"auto"`` retains unless ``chunk_size`` asks to bound memory below the evaluation set. :class:`CurvatureOperator` fixes the evaluation set (optionally a seeded
 subset, so estimates are comparable across a run) and exposes ``v ↦ C v`` on flat vectors for the
 solvers of :mod:`stability.curvature.lanczos` and :mod:`stability.curvature.trace`;
@@ -135,8 +136,8 @@ class CurvatureOperator(Operator):
         chunk_size: samples per chunk (memory bound); ``None``: all at once.
         dtype: cast parameters, buffers and inputs (``torch.float64`` for reference numbers).
         primal: ``retain`` (build each chunk's graph once, on the first product, and reuse it: about
-            1.4x–2x a gradient per product, memory of the graph over all ``n`` samples), ``recompute``
-            (forward-over-reverse per product: about 3x a gradient, memory of one chunk) or ``auto``
+            1.3x–2.1x a gradient per product, memory of the graph over all ``n`` samples), ``recompute``
+            (forward-over-reverse per product: 3x–6x a gradient, memory of one chunk) or ``auto``
             (``retain`` unless ``chunk_size`` is below ``n``). Both give the same products.
 
     Attributes: ``dim`` (``D``), ``dtype``, ``device``, ``n`` (evaluation samples), ``indices`` (the subset
@@ -234,8 +235,8 @@ class CurvatureOperator(Operator):
 
         Recomputing, the ``k`` products are batched with ``vmap`` (``k``× the memory of one). With a retained
         graph, on CUDA they are one batched backward pass (``is_grads_batched``; attribute ``batched_matmat``);
-        on CPU the columns run in turn, which measured faster there (a batched backward pass cost 2.3x–3.1x a gradient per column,
-        one at a time 1.4x–2.0x; ``docs/performance.md``).
+        on CPU the columns run in turn, which measured faster there in our runs (``benchmarks/bench_gpu.py``
+        times both on either device).
         """
         if V.ndim != 2 or V.shape[0] != self.dim:
             raise BadInputError(f"matrix has shape {tuple(V.shape)}, expected ({self.dim}, k)")

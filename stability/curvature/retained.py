@@ -12,10 +12,9 @@ times on the same data and parameters. Here each chunk's graph is built once per
   closed form, and ``Jᵀ (Λ J v)`` by one backward pass through ``f``'s graph: two backward passes, no
   forward pass.
 
-Measured on one CPU thread (``benchmarks/bench_curvature.py``, ``docs/performance.md``), one retained
-Hessian product cost about 1.4x a gradient on the MLP and 2.0x on the ConvNet, against 3.8x and 3.0x
-for forward-over-reverse. ``torch.func.linearize`` was 1.6x and 1.8x but spent 1.3–2.4 s tracing the
-graph once, more than it saved over a 20-product solve.
+Measured on one CPU thread (``python -m benchmarks.bench_curvature``, ``docs/performance.md``), one
+retained Hessian product cost 1.3x a gradient on the MLP and 2.1x on the ConvNet, against 6.6x and 3.1x
+for forward-over-reverse.
 
 Memory: the retained graph holds every tensor the forward and backward passes save, for all chunks at
 once, until the operator is released (:meth:`RetainedGraph.release`) or garbage-collected; about two to
