@@ -179,3 +179,33 @@ def test_seed_reseeds_every_spec_and_gets_its_own_folder(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["seed"] == 2
     result = invoke(memorize, "--out", str(tmp_path), "--seed", "-1")
     assert result.exit_code == 2 and "--seed must be non-negative" in result.output
+
+
+@pytest.mark.slow
+def test_two_drivers_on_one_folder_train_each_run_once_and_corrupt_none(tmp_path):
+    """Two processes started together on the same sweep folder: each run folder has one writer at a time (the
+    other is refused for that run and moves on), and every run ends as the same sweep run alone would end it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_ray import assert_same_run_folders
+
+    grid = ["--smoke", "--part", "tests", "--epochs", "40", "--device", "cpu"]
+    alone = tmp_path / "alone"
+    assert runner.invoke(randomization.app, [*grid, "--out", str(alone)]).exit_code == 0
+    shared = tmp_path / "shared"
+    cmd = [sys.executable, "experiments/randomization.py", *grid, "--out", str(shared)]
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one core each
+    drivers = [subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]  # fmt: skip
+    outputs = [d.communicate(timeout=300)[0] for d in drivers]
+    for d, output in zip(drivers, outputs):
+        assert d.returncode in (0, 2), output  # 2: some of its runs were in use by the other driver
+        if d.returncode == 2:
+            assert "is in use by process" in output and "Traceback" not in output
+    assert_same_run_folders(shared, alone)
+    rerun = runner.invoke(randomization.app, [*grid, "--out", str(shared)])
+    assert rerun.exit_code == 0 and rerun.output.count("complete, skipped") == 6
