@@ -16,6 +16,7 @@ from stability.checks import (
     check_positive,
     check_positive_int,
 )
+from stability.config import MAX_SEED
 from stability.errors import BadInputError
 
 MAX_EXACT_OUTPUTS = 100  # above this many outputs, Jacobian norms are estimated instead of computed exactly
@@ -56,7 +57,7 @@ class AnalysisOptions:
             check_positive_int(name, getattr(self, name))
         check_positive("spectral_tol", self.spectral_tol)
         check_choice("frobenius", self.frobenius, ("auto", "exact", "estimate"))
-        check_count("seed", self.seed, 0)
+        check_count("seed", self.seed, 0, most=MAX_SEED)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class CurvatureOptions:
         check_count("trace_probes", self.trace_probes, 2, "for a standard error")
         check_positive("tol", self.tol)
         check_chunk_size(self.chunk_size)
-        check_count("seed", self.seed, 0)
+        check_count("seed", self.seed, 0, most=MAX_SEED)
 
 
 @dataclass(frozen=True)

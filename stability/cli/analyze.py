@@ -156,8 +156,8 @@ def _labels(paths: list[Path]) -> list[str]:
 @config_command(options=ANALYSIS, curvature_options=CURVATURE, bare=BARE)
 def analyze(
     checkpoints: Annotated[list[Path], typer.Argument(help="Checkpoints written by `stability train`, or bare state_dicts with --model or --arch, and --dataset.")],
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON (schema in docs/cli.md).")] = None,
-    plots: Annotated[Optional[Path], typer.Option(help="Write figures (PNG) into this folder.")] = None,
+    json_path: Annotated[Optional[str], typer.Option("--json", help="Write the report as JSON (schema in docs/cli.md).")] = None,
+    plots: Annotated[Optional[str], typer.Option(help="Write figures (PNG) into this folder.")] = None,
     curvature: Annotated[bool, typer.Option(help="Also report curvature, stability verdicts and bounds (on the training split).")] = True,
     lr: Annotated[Optional[float], typer.Option(help="Step size for the GD/SGD verdicts. Default: the checkpoint's.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size for the SGD verdict (0 = full batch). Default: the checkpoint's.")] = None,
@@ -177,7 +177,9 @@ def analyze(
             failed = run_analyze(
                 checkpoints, options=options, curvature=curvature_options if curvature else None, bare=bare, lr=lr,
                 batch_size=batch_size, device=device, data_root=data_root, download=download,
-                unsafe_pickle=unsafe_pickle, json_path=json_path, plots=plots, progress=progress,
+                unsafe_pickle=unsafe_pickle, progress=progress,
+                json_path=None if json_path is None else check_output_path(json_path, "--json"),
+                plots=None if plots is None else check_output_path(plots, "--plots", folder=True),
             )  # fmt: skip
     except AnalysisFailed as exc:
         for line in exc.lines():

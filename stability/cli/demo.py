@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -16,8 +15,8 @@ from stability.files import check_output_path
 @app.command()
 def demo(
     name: Annotated[Optional[str], typer.Argument(help="Toy model to run (see --list).")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for the figures (PNG).")] = Path("runs/demo"),
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write derived and measured quantities as JSON.")] = None,
+    out: Annotated[str, typer.Option(help="Folder for the figures (PNG).")] = "runs/demo",
+    json_path: Annotated[Optional[str], typer.Option("--json", help="Write derived and measured quantities as JSON.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of sampled starting points and data.")] = 0,
     list_: Annotated[bool, typer.Option("--list", help="List the toy models, one line each.")] = False,
 ) -> None:
@@ -33,9 +32,9 @@ def demo(
         return
     with user_errors():
         check_count("--seed", seed, 0, most=MAX_SEED)
-        check_output_path(out, "--out", folder=True)
+        out = check_output_path(out, "--out", folder=True)
         if json_path is not None:
-            check_output_path(json_path, "--json")
+            json_path = check_output_path(json_path, "--json")
         result = run_demo(name, out / name, seed=seed)
     for fig in result.get("figures", []):
         out_console.print(f"figure: {out / name / fig}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from stability.checks import check_bool, check_choice, check_count, check_non_negative, check_positive_int, check_range
+from stability.checks import check_bool, check_choice, check_count, check_non_negative, check_range
 from stability.config import MAX_SEED, _Spec
 from stability.errors import BadInputError
 
@@ -87,15 +87,15 @@ class TrainSpec(_Spec):
         check_non_negative("weight_decay", self.weight_decay)
         check_count("batch_size", self.batch_size, 0, "0 = full batch", most=MAX_BATCH)
         check_count("epochs", self.epochs, 0, most=MAX_EPOCHS)
-        check_positive_int("checkpoint_every", self.checkpoint_every)
+        check_count("checkpoint_every", self.checkpoint_every, 1, most=MAX_EPOCHS)
         check_count("seed", self.seed, 0, most=MAX_SEED)
         check_bool("augment", self.augment)
         check_bool("augment_flip", self.augment_flip)
         if self.split_threshold is not None:
             check_range("split_threshold", self.split_threshold, 0.0, 1.0)
         if self.split_stop is not None:
-            check_count("split_stop", self.split_stop, 0)
-        check_count("split_start", self.split_start, 0)
+            check_count("split_stop", self.split_stop, 0, most=MAX_EPOCHS)
+        check_count("split_start", self.split_start, 0, most=MAX_EPOCHS)
         stop = self.split_start if self.split_stop is None else self.split_stop
         if not self.split_start <= stop:
             raise BadInputError(
