@@ -267,7 +267,7 @@ def checkpoint_cases(seed: int, count: int, marker: Path) -> list[FileCase]:
         cases.append(FileCase(f"field-{name}", sealed(obj), may_load=True))
     for name, obj in weight_edits(base_dict):
         unsealed = name in ("digest-wrong", "unsealed-edit")
-        cases.append(FileCase(name, saved(obj) if unsealed else sealed(obj), may_load=name == "weight-float64"))
+        cases.append(FileCase(name, saved(obj) if unsealed else sealed(obj), may_load=name in ("weight-float64", "weight-half")))
     makers = [lambda: random_bytes(rng), lambda: truncated(rng, base), lambda: flipped(rng, base),
               lambda: pickle_mutated(rng, base)]  # fmt: skip
     cases += [rng.choice(makers)() for _ in range(count)]

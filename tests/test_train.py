@@ -152,3 +152,110 @@ def test_crop_only_augmentation_shifts_without_flipping():
 def test_learning_rate_decays_per_epoch(tmp_path):
     rows = train(MLP, DIGITS, TrainSpec(epochs=3, lr=0.1, lr_decay=0.5), tmp_path).history
     assert [r["lr"] for r in rows] == pytest.approx([0.1, 0.1, 0.05, 0.025])  # the rate each epoch used
+
+
+def _interrupted(out, epochs=5, at=3):
+    """A run of ``epochs`` epochs stopped after epoch ``at``'s metrics row (its last checkpoint: ``at - 1``)."""
+
+    def crash(row, _model):
+        if row["epoch"] == at:
+            raise _Interrupt
+
+    spec = TrainSpec(epochs=epochs, lr=0.05, batch_size=64)
+    with pytest.raises(_Interrupt):
+        train(MLP, DIGITS, spec, out, on_epoch=crash)
+    return spec
+
+
+def test_a_damaged_metrics_line_is_reported_and_no_row_is_dropped(tmp_path):
+    spec = _interrupted(tmp_path)
+    path = tmp_path / "metrics.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    damaged = "".join(lines[:1] + ['{"epoch": 1, "train_lo\n'] + lines[2:])
+    path.write_text(damaged)
+    with pytest.raises(BadInputError, match=r"metrics.jsonl line 2 is damaged, and the rows after it would be lost"):
+        train(MLP, DIGITS, spec, tmp_path, resume=True)
+    assert path.read_text() == damaged  # nothing cut
+    path.write_text("".join(lines[:2]))  # rows 2.. missing while the checkpoint is at epoch 2
+    with pytest.raises(BadInputError, match="would miss rows"):
+        train(MLP, DIGITS, spec, tmp_path, resume=True)
+
+
+def test_a_write_cut_short_by_a_kill_is_dropped_and_the_run_completes(tmp_path):
+    """kill -9 mid-append leaves a last line without its newline, and a temp file of a checkpoint write."""
+    spec = _interrupted(tmp_path)
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(path.read_text() + '{"epoch": 4, "trai')
+    (tmp_path / ".checkpoint.pt.x1y2.tmp").write_bytes(b"half a checkpoint")
+    result = train(MLP, DIGITS, spec, tmp_path, resume=True)
+    assert [r["epoch"] for r in read_metrics(path)] == [0, 1, 2, 3, 4, 5]
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+    assert any("temporary file" in note for note in result.notes)
+
+
+def test_a_stale_lock_from_a_killed_process_is_reported_and_taken_over(tmp_path):
+    import subprocess
+    import sys
+
+    spec = _interrupted(tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / ".lock").write_text(str(dead.pid))
+    result = train(MLP, DIGITS, spec, tmp_path, resume=True)
+    assert any(f"({dead.pid}) was killed" in note for note in result.notes)
+    assert (tmp_path / ".lock").read_text() == ""  # released on exit
+
+
+def test_a_second_writer_is_refused_in_one_line(tmp_path):
+    from stability.files import folder_lock
+
+    with folder_lock(tmp_path / "run"):
+        with pytest.raises(BadInputError, match=r"is in use by process \d+; wait for it to finish"):
+            train(MLP, DIGITS, TrainSpec(epochs=1), tmp_path / "run")
+    train(MLP, DIGITS, TrainSpec(epochs=1), tmp_path / "run")  # free again
+
+
+@pytest.mark.slow
+def test_two_processes_started_together_on_one_folder(tmp_path):
+    """Two `stability train` on the same --out, started together: one runs, the other is refused in one
+    line, and metrics.jsonl holds every epoch exactly once."""
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "stability.cli", "train", "--out", str(tmp_path / "run"), "--epochs", "40",
+            "--n-train", "500", "--no-progress"]  # fmt: skip
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], outs
+    refused = next(err for p, (_, err) in zip(procs, outs) if p.returncode == 2)
+    assert len(refused.strip().splitlines()) == 1 and ("in use by process" in refused or "already holds a run" in refused)
+    assert [r["epoch"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == list(range(41))
+
+
+def test_resume_state_that_does_not_fit_is_one_line(tmp_path):
+    from stability.training.checkpoint import seal
+
+    spec = _interrupted(tmp_path)
+    path = tmp_path / "checkpoint.pt"
+    good = torch.load(path, weights_only=True)
+    state = good["resume"]["optimizer"]
+    wrong_shapes = {**state, "state": {k: {**v, "momentum_buffer": torch.zeros(3)} for k, v in state["state"].items()}}
+    bad_states = {
+        "optimizer": {**good["resume"], "optimizer": {**state, "param_groups": []}},
+        "momentum": {**good["resume"], "optimizer": wrong_shapes},
+        "rng": {**good["resume"], "torch_rng": torch.zeros(7, dtype=torch.uint8)},
+    }
+    for name, resume in bad_states.items():
+        torch.save(seal({**good, "resume": resume}), path)
+        with pytest.raises(BadInputError, match="does not fit this run") as info:
+            train(MLP, DIGITS, spec, tmp_path, resume=True)
+        assert "\n" not in str(info.value), name
+
+
+def test_a_diverging_run_stops_before_writing_non_finite_weights(tmp_path):
+    with pytest.raises(BadInputError, match=r"training diverged at epoch (\d): non-finite weights in fc1.weight") as info:
+        train(MLP, DIGITS, TrainSpec(epochs=3, lr=1e30, momentum=0.0, batch_size=0), tmp_path)
+    diverged = int(str(info.value).split("epoch ")[1].split(":")[0])
+    if (tmp_path / "checkpoint.pt").exists():  # the last finite one, loadable (finite weights are checked)
+        assert load_checkpoint(tmp_path / "checkpoint.pt").epoch < diverged

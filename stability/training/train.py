@@ -267,6 +267,10 @@ class _Run:
                 self.optimizer.load_state_dict(ckpt.resume["optimizer"])
                 self.generator.set_state(ckpt.resume["generator"])
                 torch.set_rng_state(ckpt.resume["torch_rng"])
+                for param, state in self.optimizer.state.items():  # a misshapen buffer would abort the fused step
+                    for key, value in state.items():
+                        if isinstance(value, Tensor) and value.ndim and (value.shape, value.dtype) != (param.shape, param.dtype):
+                            raise ValueError(f"{key} of shape {tuple(value.shape)} for a parameter of shape {tuple(param.shape)}")
             except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a state that does not fit
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
                 raise BadInputError(
