@@ -187,3 +187,49 @@ def test_a_bare_state_dict_without_an_architecture_names_both_options(trained):
     _, _, _, folder = trained
     result = cli(str(folder / "weights.pt"), "--dataset", "digits", "--no-curvature")
     assert result.exit_code == 2 and "--model" in result.stderr and "--arch" in result.stderr
+
+
+def test_a_whole_pickled_plain_pytorch_model_is_analyzed_with_unsafe_pickle(trained, tmp_path):
+    """`torch.save(model)` (the whole nn.Module): refused by default, analyzed with --unsafe-pickle and
+    --dataset, curvature and update-input sensitivity included, with the accuracy computed here by hand."""
+    model, *_ = trained
+    path = tmp_path / "whole.pt"
+    torch.save(model, path)
+    refused = cli(str(path), "--dataset", "digits")
+    assert refused.exit_code == 2 and "--unsafe-pickle" in refused.stderr
+    no_data = cli(str(path), "--unsafe-pickle")
+    assert no_data.exit_code == 2 and "--dataset" in no_data.stderr
+    result = cli(str(path), "--unsafe-pickle", "--dataset", "digits", "--preprocess", "none", "--lr", "0.01",
+                 "--max-samples", "0", "--curvature-samples", "200", "--nonuniformity-subset", "32",
+                 "--json", str(tmp_path / "whole.json"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = _read(tmp_path / "whole.json")
+    train = load_data(DataSpec(dataset="digits", preprocess="none")).train
+    assert report["model_source"] == "a pickled Sequential"
+    assert report["splits"]["train"]["accuracy"] == pytest.approx(accuracy(model, train.x, train.y), abs=1e-12)
+    assert report["bounds"]["update_input_sensitivity"]["gauss_newton_fro"]["n"] == 200
+
+
+@pytest.mark.parametrize("failures", [1, 2])
+def test_update_input_sensitivity_survives_an_eigensolver_that_fails(trained, monkeypatch, failures):
+    """`eigh` failing to converge (float32 ill-conditioning): retried in float64 (one failure) or with a
+    relative jitter of 1e-12 (two), the result equals the unpatched one to float32 accuracy."""
+    from stability.sensitivity.one_step import update_input_sensitivity
+
+    model, x, y, _ = trained
+    reference = update_input_sensitivity(model, x[:40], y[:40], lr=0.1, loss="cross-entropy")
+    eigh = torch.linalg.eigh
+    budget = {"left": 0}
+
+    def flaky(m, *args, **kwargs):
+        if budget["left"] > 0:
+            budget["left"] -= 1
+            raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")
+        budget["left"] = failures  # every next decomposition fails `failures` times first
+        return eigh(m, *args, **kwargs)
+
+    budget["left"] = failures
+    monkeypatch.setattr(torch.linalg, "eigh", flaky)
+    patched = update_input_sensitivity(model, x[:40], y[:40], lr=0.1, loss="cross-entropy")
+    for name in ("gauss_newton_fro", "gauss_newton_spectral", "param_factor"):
+        assert torch.allclose(getattr(patched, name), getattr(reference, name), rtol=1e-4, atol=1e-10), name

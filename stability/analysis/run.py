@@ -39,6 +39,7 @@ from stability.models.spec import ModelSpec
 from stability.training.checkpoint import (
     Checkpoint,
     build_model_from_checkpoint,
+    check_weights,
     checkpoint_from_dict,
     is_state_dict,
     load_weights,
@@ -123,6 +124,13 @@ def _open_weights(
 ) -> Weights:
     obj = read_checkpoint_file(path, unsafe_pickle=unsafe_pickle)
     source = str(path)
+    if isinstance(obj, nn.Module):  # a whole pickled model (only readable with --unsafe-pickle)
+        if bare.dataset is None:
+            raise BadInputError(f"{source} is a whole pickled {type(obj).__name__}; pass --dataset (and --preprocess) "
+                                "to name the data it was trained on")  # fmt: skip
+        check_weights(obj.state_dict(), obj.state_dict(), source=source)
+        data = DataSpec(dataset=bare.dataset, preprocess=bare.preprocess, data_root=str(data_root) if data_root else None)
+        return Weights(source=source, model=obj.eval(), data=data, model_source=f"a pickled {type(obj).__name__}")
     if not is_state_dict(obj) or not bare.complete:
         # A bare state_dict without an architecture and a dataset is refused here, naming what it needs.
         ckpt = checkpoint_from_dict(obj, source=source)

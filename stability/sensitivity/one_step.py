@@ -14,6 +14,32 @@ from stability.functional import FunctionalModel, Params, as_functional, flatten
 from stability.losses import Loss, check_targets
 
 
+def _eigh(m: Tensor) -> tuple[Tensor, Tensor]:
+    """Eigenpairs of the symmetric part of ``m: (b, C, C)``, in ``m``'s dtype.
+
+    ``eigh`` may fail to converge on ill-conditioned float32 input (LAPACK's ``syevd``); the matrix is then
+    decomposed in float64, and if that fails too, with a relative jitter ``1e-12 max|m|`` on the diagonal
+    (far below float32 resolution), so the measure returns a value instead of an error.
+    """
+    sym = (m + m.transpose(1, 2)) / 2
+    for attempt in (sym, sym.double()):
+        try:
+            evals, evecs = torch.linalg.eigh(attempt)
+            return evals.to(m.dtype), evecs.to(m.dtype)
+        except torch.linalg.LinAlgError:
+            continue
+    scale = sym.double().abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-300)
+    eye = torch.eye(sym.shape[-1], dtype=torch.float64, device=sym.device)
+    evals, evecs = torch.linalg.eigh(sym.double() + 1e-12 * scale * eye)
+    return evals.to(m.dtype), evecs.to(m.dtype)
+
+
+def _psd_sqrt(p: Tensor) -> Tensor:
+    """``P^{1/2}`` of positive semi-definite ``p: (b, C, C)``, eigenvalues clamped at 0 (see :func:`_eigh`)."""
+    evals, evecs = _eigh(p)
+    return evecs @ torch.diag_embed(evals.clamp_min(0).sqrt()) @ evecs.transpose(1, 2)
+
+
 def _gram(jac: Tensor) -> Tensor:
     """``J Jᵀ: (b, C, C)`` for ``jac: (b, C, ...)``."""
     j = jac.reshape(jac.shape[0], jac.shape[1], -1)
@@ -100,10 +126,9 @@ def update_input_sensitivity(
         k_theta = sum(_gram(j) for j in jp.values())
         k_x = _gram(jx)
         p = lam @ k_theta @ lam
-        evals, evecs = torch.linalg.eigh(p)
-        root = evecs @ torch.diag_embed(evals.clamp_min(0).sqrt()) @ evecs.transpose(1, 2)
+        root = _psd_sqrt(p)
         cols["fro"].append((p * k_x).sum((1, 2)).clamp_min(0).sqrt())
-        cols["spec"].append(torch.linalg.eigvalsh(root @ k_x @ root)[:, -1].clamp_min(0).sqrt())
+        cols["spec"].append(_eigh(root @ k_x @ root)[0][:, -1].clamp_min(0).sqrt())
         cols["pf"].append(torch.diagonal(p, dim1=1, dim2=2).sum(-1).clamp_min(0).sqrt())
         cols["inf"].append(torch.diagonal(k_x, dim1=1, dim2=2).sum(-1).sqrt())
         cols["res"].append(entry.output_gradient(out, yb).norm(dim=1))
