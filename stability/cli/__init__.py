@@ -5,7 +5,7 @@ line saying what and how to fix it. Each command imports the heavy modules it ne
 of every command come from torch-free dataclasses, so ``stability --help`` answers without importing torch. The Typer app is :data:`stability.cli.app.app`.
 """
 
-from stability.cli import analyze, demo, quickstart, train  # noqa: F401  (each registers its command)
+from stability.cli import analyze, correlate, demo, quickstart, train  # noqa: F401  (each registers its command)
 from stability.cli.app import main
 
 __all__ = ["main"]
