@@ -46,6 +46,7 @@ from stability.models.registry import build_model
 from stability.models.spec import ModelSpec
 from stability.training.checkpoint import Checkpoint, load_checkpoint, load_weights, save_checkpoint
 from stability.training.logs import _append_history, _read_history, _write_history
+from stability.training.progress import epoch_progress
 from stability.training.spec import TrainSpec
 
 CHECKPOINT = "checkpoint.pt"
@@ -385,7 +386,7 @@ def _train_locked(
             _write_history(out / METRICS, run.history)
             if on_epoch is not None:
                 on_epoch(run.history[-1], run.model)
-        with _progress(progress, train_spec.epochs, run.epoch) as advance:
+        with epoch_progress(progress, train_spec.epochs, run.epoch) as advance:
             while run.epoch < train_spec.epochs:
                 t0 = time.perf_counter()
                 split = run.split_active()
@@ -404,34 +405,3 @@ def _train_locked(
         if existing is None and train_spec.epochs == 0:
             save_checkpoint(ckpt_path, run.checkpoint(final=True))
     return TrainResult(model=run.model.eval(), history=run.history, out_dir=out)
-
-
-class _progress:
-    """A rich progress bar over epochs (or nothing), advanced with each epoch's metrics."""
-
-    def __init__(self, enabled: bool, total: int, completed: int):
-        self.enabled, self.total, self.completed = enabled, total, completed
-
-    def __enter__(self) -> Callable[[dict[str, float]], None]:
-        if not self.enabled:
-            return lambda row: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(
-            TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"), transient=False,
-        )  # fmt: skip
-        self.bar.__enter__()
-        task = self.bar.add_task("train", total=self.total, completed=self.completed, status="")
-
-        def advance(row: dict[str, float]) -> None:
-            status = f"train {row['train_acc']:.3f}  test {row['test_acc']:.3f}"
-            if "heldout_acc" in row:
-                status += f"  held-out {row['heldout_acc']:.3f}"
-            self.bar.update(task, advance=1, status=status)
-
-        return advance
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.bar.__exit__(*exc)
