@@ -242,3 +242,20 @@ def test_a_failing_run_on_ray_is_reported_and_the_others_finish(tmp_path):
     assert list(failure.results) == ["good"] and is_complete(tmp_path / "runs" / "good", good)
     assert "too-many: failed: n_train=100000" in console.getvalue()
     assert not (tmp_path / "runs" / "too-many").exists()
+
+
+def test_every_sweep_command_in_the_scaling_docs_and_the_readme_parses():
+    import re
+    import shlex
+
+    import typer.main
+
+    from experiments import memorize, stability_tracking
+
+    scripts = {"randomization": randomization, "memorize": memorize, "stability_tracking": stability_tracking}
+    text = (ROOT / "docs" / "scaling.md").read_text() + (ROOT / "README.md").read_text()
+    commands = re.findall(r"^python experiments/(\w+)\.py([^#\n]*)", text, flags=re.M)
+    assert sum("--executor ray" in args for _, args in commands) >= 7  # laptop (2), GPU node (2), cluster, SLURM, README
+    for name, args in commands:
+        command = typer.main.get_command(scripts[name].app)
+        command.make_context(name, shlex.split(args))  # raises on an unknown option or a bad value

@@ -157,8 +157,8 @@ class RayExecutor:
     Attributes:
         address: a running cluster (``auto``: the one ``ray start`` made on this node; ``HOST:PORT``);
             ``None`` starts a local cluster for this sweep and stops it afterwards.
-        cpus_per_run: CPUs each run asks for (Ray also sets its ``OMP_NUM_THREADS``, so torch uses that
-            many threads); a local cluster of ``n`` CPUs trains ``n / cpus_per_run`` runs at once.
+        cpus_per_run: CPUs each run asks for, and its torch intra-op threads (the whole part); a local
+            cluster of ``n`` CPUs trains ``n / cpus_per_run`` runs at once.
         gpus_per_run: GPUs each run asks for (fractions share a GPU); above 0 the runs train on ``cuda``.
         max_retries: new attempts after a worker died; each resumes from the run's last checkpoint.
         num_cpus: CPUs of the local cluster started without ``address`` (default: all of this machine's).
@@ -210,7 +210,8 @@ class RayExecutor:
                 retry_exceptions=False, name="stability-run",
             )  # fmt: skip
             args = sweep.worker_args()
-            names = {task.remote(args, spec): spec.name for spec in specs}
+            threads = max(1, math.floor(self.cpus_per_run))
+            names = {task.remote(args, spec, threads): spec.name for spec in specs}
             pending = list(names)
             slots = concurrent_runs(ray.cluster_resources(), self.cpus_per_run, self.gpus_per_run)
             outcomes: dict[str, RunFailure | None] = {}
@@ -256,9 +257,14 @@ class RayExecutor:
 _WORKER_SWEEPS: dict[tuple, Sweep] = {}
 
 
-def train_in_worker(args: Mapping[str, Any], spec: RunSpec) -> None:
-    """The body of a Ray task: train ``spec`` into its folder (resuming it if a checkpoint is there)."""
+def train_in_worker(args: Mapping[str, Any], spec: RunSpec, threads: int = 1) -> None:
+    """The body of a Ray task: train ``spec`` into its folder (resuming it if a checkpoint is there) on
+    ``threads`` intra-op threads (set here: a reused worker process keeps the count its torch started with)."""
+    import torch
+
     from stability.sweeps.runs import Sweep
+
+    torch.set_num_threads(threads)
 
     key = tuple(sorted((k, str(v)) for k, v in args.items()))
     sweep = _WORKER_SWEEPS.get(key)
