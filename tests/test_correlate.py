@@ -387,3 +387,13 @@ def test_a_bad_folder_is_refused_before_numpy_loads():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stdout.strip() == "2 []", proc.stdout + proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "no-such-folder: no such folder" in proc.stderr
+
+
+def test_the_worked_case_in_the_docs_prints_what_it_says():
+    text = (Path(__file__).parents[1] / "docs" / "correlate.md").read_text(encoding="utf-8")
+    block = next(b for b in text.split("```bash")[1:] if "CorrelateOptions(resamples=0" in b)
+    code, rest = block.split('python -c "', 1)[1].split('\n"\n', 1)
+    expected = rest.split("\n", 1)[0].removeprefix("# ")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == expected
