@@ -64,8 +64,11 @@ def test_executor_ray_without_ray_installed_is_one_line_and_exit_2(tmp_path, mon
         (["--executor", "ray", "--address", "auto", "--ray-cpus", "2"], "--ray-cpus sizes a local cluster"),
         pytest.param(["--executor", "ray", "--device", "cuda"], "--device cuda under --executor ray needs --gpus-per-run",
                      marks=needs_ray),
+        pytest.param(["--executor", "ray", "--address", "auto"],
+                     "--address auto: ConnectionError: Could not find any running Ray instance", marks=[needs_ray, pytest.mark.slow]),
     ],
-    ids=["gpus-local", "address-local", "cpus-0", "gpus-negative", "retries-negative", "address-and-size", "cuda-no-gpu"],
+    ids=["gpus-local", "address-local", "cpus-0", "gpus-negative", "retries-negative", "address-and-size", "cuda-no-gpu",
+         "no-cluster"],
 )
 def test_executor_options_are_checked_before_anything_trains(tmp_path, args, message):
     result = runner.invoke(randomization.app, ["--smoke", "--out", str(tmp_path), *args])

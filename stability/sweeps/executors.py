@@ -188,7 +188,6 @@ class RayExecutor:
         if device.startswith("cuda") and self.gpus_per_run == 0:
             raise BadInputError(f"--device {device} under --executor ray needs --gpus-per-run above 0 (e.g. 1)")
 
-
     def execute(
         self, sweep: Sweep, specs: Sequence[RunSpec], status: SweepStatus, console: Any
     ) -> dict[str, RunFailure | None]:
@@ -199,10 +198,15 @@ class RayExecutor:
         connect = not ray.is_initialized()
         if connect:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves the machine unasked
-            ray.init(
-                address=self.address, num_cpus=self.num_cpus if self.address is None else None,
-                include_dashboard=False, log_to_driver=False,
-            )  # fmt: skip
+            try:
+                ray.init(
+                    address=self.address, num_cpus=self.num_cpus if self.address is None else None,
+                    include_dashboard=False, log_to_driver=False,
+                )  # fmt: skip
+            except ConnectionError as exc:  # no cluster at --address
+                raise BadInputError(
+                    f"--address {self.address}: {one_line(exc)}; start the cluster (ray start --head) or drop --address"
+                ) from None
         pending: list[Any] = []
         try:
             task = ray.remote(train_in_worker).options(
