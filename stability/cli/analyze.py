@@ -59,9 +59,13 @@ def run_analyze(
     if plots is not None:
         check_output_path(plots, "--plots", folder=True)
     from stability.analysis.run import analyze_checkpoint, open_weights
-    from stability.checks import check_device
+    from stability.checks import check_count, check_device, check_positive
 
     check_device(device)
+    if lr is not None:
+        check_positive("lr", lr)
+    if batch_size is not None:
+        check_count("batch_size", batch_size, 0, "0 = full batch")
 
     # Read every file first, so a bad one fails before minutes of work on the others.
     weights = [open_weights(p, bare=bare, unsafe_pickle=unsafe_pickle, data_root=data_root, download=download)

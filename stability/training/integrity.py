@@ -23,6 +23,7 @@ import hashlib
 import io
 import math
 import pickletools
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,7 @@ def scan_pickle(data: bytes, records: dict[str, int], *, source: str) -> None:
     stack: list[Any] = []  # _Item, or the string "mark"
     memo: dict[Any, _Item] = {}
     try:
-        for op, arg, _ in pickletools.genops(io.BytesIO(data)):
+        for op, arg, _ in _opcodes(data):
             name = op.name
             before = op.stack_before
             children: list[_Item] = []
@@ -179,6 +180,18 @@ def scan_pickle(data: bytes, records: dict[str, int], *, source: str) -> None:
             f"{source} holds a malformed pickle ({type(exc).__name__}: {_first_line(exc)}); "
             "the file is corrupt, use an intact copy or retrain"
         ) from None
+
+
+def _opcodes(data: bytes) -> Any:
+    """``pickletools.genops``, lazily, without the warning a mutated STRING opcode's escapes raise."""
+    stream = pickletools.genops(io.BytesIO(data))
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            item = next(stream, None)
+        if item is None:
+            return
+        yield item
 
 
 def _global_name(children: list[_Item]) -> str:
