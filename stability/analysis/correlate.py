@@ -149,8 +149,7 @@ def correlate(table: RunTable, options: CorrelateOptions = CorrelateOptions()) -
 def correlation_table(result: Correlation) -> Table:
     """A row per measure, in rank order: τ, Ψ and K with their intervals, and the set ``S`` attaining K."""
     t, o = result.table, result.options
-    table = Table(title=f"measures vs generalization gap ({o.gap}), {len(t.runs)} runs, "
-                        f"bootstrap {o.confidence:.0%} intervals")  # fmt: skip
+    table = Table(title=f"measures vs {o.gap} gap, {len(t.runs)} runs, {o.confidence:.0%} bootstrap intervals")
     width = min(28, max(len(r.name) for r in result.measures))
     table.add_column("measure", overflow="fold", min_width=width)
     table.add_column("Kendall τ", justify="right")
