@@ -29,6 +29,8 @@ _EXPORTS = {
     "NoiseResult": "sensitivity.noise",
     "update_input_sensitivity": "sensitivity.one_step", "gd_map_input_jacobian": "sensitivity.one_step",
     "UpdateSensitivity": "sensitivity.one_step",
+    "fixed_point_displacement": "sensitivity.fixed_point", "FixedPointDisplacement": "sensitivity.fixed_point",
+    "minres": "sensitivity.fixed_point", "MinresResult": "sensitivity.fixed_point",
     # curvature
     "hessian_eigenvalues": "curvature.measures", "hessian_trace": "curvature.measures",
     "hessian_density": "curvature.measures",

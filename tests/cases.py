@@ -229,3 +229,41 @@ def enumerated_second_moment(hessians: torch.Tensor, lr: float, batch_size: int)
 def spectral_radius(matrix: torch.Tensor) -> float:
     """``max |eigenvalue|`` of a square matrix (general eigen-solver, no symmetry assumed)."""
     return float(torch.linalg.eigvals(matrix).abs().max())
+
+
+def dense_fixed_point_jacobians(
+    module: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "mse", rtol: float = 1e-10
+) -> torch.Tensor:
+    """``(n, D, d)``: ``dθ*/dx_i = −H⁺ ∂∇_θ L/∂x_i`` with the dense Hessian of :func:`dense_curvature` and a dense
+    pseudo-inverse (eigenvalues below ``rtol · max|λ|`` dropped); ``∂∇_θ L/∂x_i`` by ``jacfwd`` of the full
+    gradient with respect to the whole batch (``x`` flattened per sample)."""
+    params = {k: v.detach() for k, v in module.named_parameters()}
+    sizes = [p.numel() for p in params.values()]
+    flat = torch.cat([p.reshape(-1) for p in params.values()])
+
+    def at(f: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {k: part.reshape(p.shape) for (k, p), part in zip(params.items(), f.split(sizes))}
+
+    def grad_l(f: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+        def mean_loss(g: torch.Tensor) -> torch.Tensor:
+            out = torch.func.functional_call(module, at(g), (xs.reshape(x.shape),)).reshape(x.shape[0], -1)
+            return REFERENCE_LOSSES[loss](out, y).mean()
+
+        return torch.func.grad(mean_loss)(f)
+
+    mixed = torch.func.jacfwd(grad_l, argnums=1)(flat, x.reshape(x.shape[0], -1))  # (D, n, d)
+    hess = dense_curvature(module, x, y, loss)
+    pinv = torch.linalg.pinv(hess, rtol=rtol, hermitian=True)
+    return -torch.einsum("pq,qnk->npk", pinv, mixed)
+
+
+class T1(nn.Module):
+    """Toy T1 of docs/theory.md, ``f = a b x`` with scalar parameters ``a``, ``b`` (float64)."""
+
+    def __init__(self, a: float, b: float) -> None:
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(a, dtype=DT))
+        self.b = nn.Parameter(torch.tensor(b, dtype=DT))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a * self.b * x
