@@ -30,9 +30,9 @@ from stability.training.spec import TrainSpec
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 needs_ray = pytest.mark.skipif(not ray_installed(), reason="Ray is not installed (pip install 'stability[ray]')")
-# The grid: randomization's six tests at smoke size, long enough (200 epochs, a checkpoint each) to be killed mid-run.
-GRID = ["--smoke", "--part", "tests", "--epochs", "200", "--device", "cpu"]
-EPOCHS = 200
+# The grid: randomization's six tests at smoke size, long enough (100 epochs, a checkpoint each) to be killed mid-run.
+GRID = ["--smoke", "--part", "tests", "--epochs", "100", "--device", "cpu"]
+EPOCHS = 100
 
 
 def invoke(*args: str):

@@ -25,14 +25,11 @@ import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from stability.checks import check_count, check_non_negative, check_optional_positive_int, check_positive
 from stability.errors import BadInputError, StabilityError
 from stability.sweeps.progress import SweepProgress, SweepStatus
-
-if TYPE_CHECKING:
-    from stability.sweeps.runs import RunSpec, Sweep
 
 RAY_HINT = "pip install 'stability[ray]'"
 
@@ -77,7 +74,9 @@ class SweepFailed(StabilityError):
 
 
 class Executor(Protocol):
-    """What a :class:`~stability.sweeps.runs.Sweep` asks of an executor."""
+    """What a :class:`~stability.sweeps.runs.Sweep` asks of an executor. ``execute`` receives the sweep
+    (whose ``run(spec)`` trains one run here and whose ``worker_job()`` gives what a worker process runs)
+    and its :class:`~stability.sweeps.runs.RunSpec` s; this module imports neither, it sits below them."""
 
     def default_device(self) -> str:
         """The device runs use when the command line names none."""
@@ -86,7 +85,7 @@ class Executor(Protocol):
         """Refuse (:class:`BadInputError`) a device the runs will not have."""
 
     def execute(
-        self, sweep: Sweep, specs: Sequence[RunSpec], status: SweepStatus, console: Any
+        self, sweep: Any, specs: Sequence[Any], status: SweepStatus, console: Any
     ) -> dict[str, RunFailure | None]:
         """Train ``specs`` into ``sweep``'s run folders, updating ``status``; ``{name: None | RunFailure}``."""
 
@@ -110,7 +109,7 @@ class LocalExecutor:
         return None
 
     def execute(
-        self, sweep: Sweep, specs: Sequence[RunSpec], status: SweepStatus, console: Any
+        self, sweep: Any, specs: Sequence[Any], status: SweepStatus, console: Any
     ) -> dict[str, RunFailure | None]:
         outcomes: dict[str, RunFailure | None] = {}
         with SweepProgress(console, status, bar=False) as progress:
@@ -189,7 +188,7 @@ class RayExecutor:
             raise BadInputError(f"--device {device} under --executor ray needs --gpus-per-run above 0 (e.g. 1)")
 
     def execute(
-        self, sweep: Sweep, specs: Sequence[RunSpec], status: SweepStatus, console: Any
+        self, sweep: Any, specs: Sequence[Any], status: SweepStatus, console: Any
     ) -> dict[str, RunFailure | None]:
         import ray
 
@@ -209,11 +208,11 @@ class RayExecutor:
                 ) from None
         pending: list[Any] = []
         try:
-            task = ray.remote(train_in_worker).options(
+            body, args = sweep.worker_job()
+            task = ray.remote(body).options(
                 num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, max_retries=self.max_retries,
                 retry_exceptions=False, name="stability-run",
             )  # fmt: skip
-            args = sweep.worker_args()
             threads = max(1, math.floor(self.cpus_per_run))
             names = {task.remote(args, spec, threads): spec.name for spec in specs}
             pending = list(names)
@@ -255,29 +254,6 @@ class RayExecutor:
                 "resume it from its last checkpoint", bad_input=False, detail=str(exc),
             )  # fmt: skip
         return None
-
-
-# One Sweep per worker process and settings, so that consecutive runs on the same data load it once.
-_WORKER_SWEEPS: dict[tuple, Sweep] = {}
-
-
-def train_in_worker(args: Mapping[str, Any], spec: RunSpec, threads: int = 1) -> None:
-    """The body of a Ray task: train ``spec`` into its folder (resuming it if a checkpoint is there) on
-    ``threads`` intra-op threads (set here: a reused worker process keeps the count its torch started with)."""
-    import torch
-
-    from stability.sweeps.runs import Sweep
-
-    torch.set_num_threads(threads)
-
-    key = tuple(sorted((k, str(v)) for k, v in args.items()))
-    sweep = _WORKER_SWEEPS.get(key)
-    if sweep is None:
-        from rich.console import Console
-
-        _WORKER_SWEEPS.clear()
-        sweep = _WORKER_SWEEPS[key] = Sweep(**args, progress=False, console=Console(stderr=True))
-    sweep.run(spec)
 
 
 def resolve_path(path: str | Path | None) -> str | None:

@@ -129,10 +129,12 @@ class Sweep:
         self.executor: Executor = executor or LocalExecutor()
         self._data: tuple[dict[str, Any], DataBundle] | None = None
 
-    def worker_args(self) -> dict[str, Any]:
-        """What a worker process needs to rebuild this sweep (paths made absolute)."""
-        return {"out": resolve_path(self.out), "device": str(self.device), "data_root": resolve_path(self.data_root),
+    def worker_job(self) -> tuple[Callable[..., None], dict[str, Any]]:
+        """What a worker process runs for one run, ``body(args, spec, threads)``, and the ``args`` that rebuild
+        this sweep there (paths made absolute: a worker's working folder is not the driver's)."""
+        args = {"out": resolve_path(self.out), "device": str(self.device), "data_root": resolve_path(self.data_root),
                 "download": self.download}  # fmt: skip
+        return train_in_worker, args
 
     def run_groups(self, groups: Mapping[str, Sequence[RunSpec]]) -> tuple[dict[str, list[RunResult]], dict[str, RunResult]]:
         """Train the runs of every group; a run in several groups (same name) is trained once and returned in
@@ -207,6 +209,22 @@ class Sweep:
             bundle = load_data(spec, data_root=self.data_root, download=self.download, device=self.device)
             self._data = (spec.identity, bundle)
         return self._data[1]
+
+
+# One Sweep per worker process and settings, so that consecutive runs on the same data load it once.
+_WORKER_SWEEPS: dict[tuple, Sweep] = {}
+
+
+def train_in_worker(args: Mapping[str, Any], spec: RunSpec, threads: int = 1) -> None:
+    """The body of a Ray task: train ``spec`` into its folder (resuming it if a checkpoint is there) on
+    ``threads`` intra-op threads (set here: a reused worker process keeps the count its torch started with)."""
+    torch.set_num_threads(threads)
+    key = tuple(sorted((k, str(v)) for k, v in args.items()))
+    sweep = _WORKER_SWEEPS.get(key)
+    if sweep is None:
+        _WORKER_SWEEPS.clear()
+        sweep = _WORKER_SWEEPS[key] = Sweep(**args, progress=False, console=Console(stderr=True))
+    sweep.run(spec)
 
 
 def is_complete(out: Path, spec: RunSpec) -> bool:
