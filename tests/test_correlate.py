@@ -32,6 +32,16 @@ from stability.cli.app import app
 NO_BOOTSTRAP = CorrelateOptions(resamples=0, cmi_resamples=0)
 
 
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    """One BLAS thread, as conftest gives torch one: the pair matrices here are tiny, and on a loaded 2-core
+    machine OpenBLAS threads only contend (the coverage check ran 25 times slower with them)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 # --- Kendall's τ_b -------------------------------------------------------------------------------------------
 
 

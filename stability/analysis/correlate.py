@@ -103,8 +103,8 @@ def correlate(table: RunTable, options: CorrelateOptions = CorrelateOptions()) -
 
     Cost: with ``n`` runs, ``M`` measures, ``h`` hyperparameters and ``C = Σ_{k ≤ max_conditioning} (h choose
     k)`` conditioning sets, ``O((h + 1) M resamples n²)`` for τ and ψ and ``O(C M cmi_resamples n²)`` for the
-    mutual information; on 300 runs, 20 measures and 7 hyperparameters, 23 s on a loaded 2-core machine
-    (docs/correlate.md).
+    mutual information; on 300 runs, 20 measures and 7 hyperparameters, 20 s on a loaded 2-core machine, most
+    of it the mutual information's resamples (docs/correlate.md).
     """
     gap = np.asarray(table.gap, dtype=np.float64)
     n = len(gap)

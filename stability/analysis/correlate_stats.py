@@ -6,7 +6,8 @@ runs, so the estimate and its bootstrap distribution come from one code path, an
 materialized (a run drawn twice is a pair of copies, tied in everything, exactly as in the resampled list).
 
 Costs are quadratic in the number of runs ``n`` (every pair of runs is compared): the τ statistics are
-matrix products of ``(R, n)`` weights with ``(n, n)`` pair matrices, ``O(R n²)`` time and ``O(n²)`` memory;
+matrix products of ``(R, n_g)`` weights with each group's ``(n_g, n_g)`` pair matrices, at most ``O(R n²)``
+time and ``O(n²)`` memory;
 the mutual information is ``O(R n²)`` per conditioning set.
 """
 
@@ -47,17 +48,22 @@ def grouped_tau_b(x: ArrayLike, y: ArrayLike, groups: ArrayLike, weights: Array)
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     groups = np.asarray(groups)
-    sx, sy = np.sign(x[:, None] - x[None, :]), np.sign(y[:, None] - y[None, :])
-    same = groups[:, None] == groups[None, :]
-    onehot = (groups[:, None] == np.arange(groups.max() + 1)[None, :]).astype(np.float64)
+    out = np.full((weights.shape[0], int(groups.max()) + 1), np.nan)
+    for g in range(out.shape[1]):
+        idx = np.flatnonzero(groups == g)
+        if len(idx) < 2:
+            continue
+        w = weights[:, idx]
+        sx, sy = np.sign(x[idx, None] - x[None, idx]), np.sign(y[idx, None] - y[None, idx])
 
-    def form(matrix: Array) -> Array:
-        return ((weights @ np.where(same, matrix, 0.0)) * weights) @ onehot
+        def form(matrix: Array, w: Array = w) -> Array:
+            return ((w @ matrix) * w).sum(axis=1)
 
-    m2 = (weights @ onehot) ** 2
-    denominator = (m2 - form((sx == 0).astype(np.float64))) * (m2 - form((sy == 0).astype(np.float64)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(denominator > 0, form(sx * sy) / np.sqrt(np.maximum(denominator, 1e-300)), np.nan)
+        m2 = w.sum(axis=1) ** 2
+        denominator = (m2 - form((sx == 0).astype(np.float64))) * (m2 - form((sy == 0).astype(np.float64)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[:, g] = np.where(denominator > 0, form(sx * sy) / np.sqrt(np.maximum(denominator, 1e-300)), np.nan)
+    return out
 
 
 def joint_codes(columns: Array) -> NDArray[np.int64]:
