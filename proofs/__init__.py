@@ -17,6 +17,7 @@ STATEMENTS = (
     "bridge_identity",
     "first_layer_bound",
     "gd_input_jacobian",
+    "fixed_point_displacement",
     "zhang_min_norm",
     "zhang_theorem1",
     "t1_two_layer_scalar",

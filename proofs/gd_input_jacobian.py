@@ -5,9 +5,11 @@ Statement. For ``L(θ) = (1/n) Σ_j ½ (f(θ; x_j) − y_j)²`` and ``G(θ) = θ
     ∂G/∂x_i = −(η/n) [ g_i ∇_x f(x_i)ᵀ + r_i ∂²f/∂θ∂x (x_i) ],     g_i = ∇_θ f(θ; x_i),  r_i = f(θ; x_i) − y_i,
 
 so at an interpolating point (``r_i = 0``) ``∂G/∂x_i = −(η/n) g_i ∇_x f(x_i)ᵀ``, a rank-one ``(P, D)`` matrix with
-``‖∂G/∂x_i‖ = (η/n) ‖∇_θ f(x_i)‖ ‖∇_x f(x_i)‖`` (spectral and Frobenius norms coincide for rank one): the
-sensitivity of the fixed point to its training inputs factorizes into a parameter-gradient factor, which
-stability caps, and the model's input sensitivity.
+``‖∂G/∂x_i‖ = (η/n) ‖∇_θ f(x_i)‖ ‖∇_x f(x_i)‖`` (spectral and Frobenius norms coincide for rank one): how far
+*one GD step* moves per unit change of a training input factorizes into a parameter-gradient factor, which
+stability caps, and the model's input sensitivity. It is not how far the fixed point moves: that is
+``dθ*/dx_i = (1/η) H⁺ ∂G/∂x_i``, independent of ``η`` and smaller where the curvature is larger
+(``proofs/fixed_point_displacement.py``), so the two can rank minima in opposite orders.
 
 Checks: sympy with ``f`` an undefined function of two parameters and a 2-D input, ``n = 2``; the library's
 symbolic ``gd_input_jacobian`` on T4's fixed branch; autodiff (``jacrev`` through one GD step with respect to
