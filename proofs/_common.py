@@ -124,3 +124,14 @@ def flatten(params: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Callable[[to
         return {k: p.reshape(s) for k, p, s in zip(names, vec.split(sizes), shapes)}
 
     return flat, unflatten
+
+
+def undefined_mse(n: int = 2, params: int = 2, dim: int = 2):
+    """A scalar model ``F(θ; x)`` left undefined (sympy), ``n`` samples of ``dim`` inputs and the loss
+    ``L = (1/n) Σ_i ½ (F(θ; x_i) − y_i)²``: returns ``(θ symbols, per-sample input symbols, labels, outputs, L)``."""
+    t = sp.symbols(f"theta1:{params + 1}", real=True)
+    X = [sp.symbols(f"x{i}_1:{dim + 1}", real=True) for i in range(n)]
+    ys = sp.symbols(f"y0:{n}", real=True)
+    F = sp.Function("F")
+    outs = [F(*t, *x) for x in X]
+    return t, X, ys, outs, sum((o - y) ** 2 / 2 for o, y in zip(outs, ys)) / n

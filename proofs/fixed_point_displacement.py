@@ -39,18 +39,14 @@ from proofs._common import (
     mlp,
     mlp_module,
     mlp_params,
+    undefined_mse,
 )
 from stability.sensitivity.fixed_point import fixed_point_displacement
 
 
 def verify(verbose: bool = False) -> None:
     step = Steps(verbose)
-    t = sp.symbols("theta1 theta2", real=True)
-    X = [sp.symbols(f"x{i}_1:3", real=True) for i in range(2)]
-    ys = sp.symbols("y0 y1", real=True)
-    F = sp.Function("F")
-    outs = [F(*t, *x) for x in X]
-    L = sum((o - y) ** 2 / 2 for o, y in zip(outs, ys)) / 2
+    t, X, ys, outs, L = undefined_mse()
     grad_l = sp.Matrix([sp.diff(L, p) for p in t])
     i = 0
     mixed = grad_l.jacobian(X[i]).subs(ys[i], outs[i])

@@ -24,6 +24,7 @@ from torch.func import grad, jacfwd, jacrev, vmap
 
 from proofs._common import (
     Steps, check, check_close, check_zero, flatten, generator, main, mlp, mlp_module, mlp_params,
+    undefined_mse,
 )
 from stability.sensitivity.one_step import update_input_sensitivity
 from stability.toy import catalog
@@ -32,13 +33,8 @@ from stability.toy import symbolic as S
 
 def verify(verbose: bool = False) -> None:
     step = Steps(verbose)
-    t = sp.symbols("theta1 theta2", real=True)
     eta = sp.Symbol("eta", positive=True)
-    X = [sp.symbols(f"x{i}_1:3", real=True) for i in range(2)]
-    ys = sp.symbols("y0 y1", real=True)
-    F = sp.Function("F")
-    outs = [F(*t, *x) for x in X]
-    L = sum((o - y) ** 2 / 2 for o, y in zip(outs, ys)) / 2
+    t, X, ys, outs, L = undefined_mse()
     G = sp.Matrix(t) - eta * sp.Matrix([sp.diff(L, p) for p in t])
     i = 0
     jac = G.jacobian(X[i])
