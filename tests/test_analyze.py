@@ -44,7 +44,7 @@ def test_report_numbers_match_independent_computations(runs, tmp_path):
     result = analyze(str(noisy), "--json", str(tmp_path / "r.json"), "--max-samples", "50")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["schema"] == "stability-analysis" and report["schema_version"] == 3
+    assert report["schema"] == "stability-analysis" and report["schema_version"] == 4
     ckpt = load_checkpoint(noisy)
     model = build_model_from_checkpoint(ckpt)
     data = load_data(ckpt.data)
@@ -210,7 +210,9 @@ def test_curvature_section_matches_a_dense_hessian(tmp_path):
     assert top["converged"]
     assert top["eigenvalues"] == pytest.approx(eig.flip(0)[:3].tolist(), rel=1e-3)
     trace = curv["hessian"]["trace"]
-    assert abs(trace["estimate"] - H.trace().item()) < 4 * trace["stderr"]
+    # a ReLU MLP is linear in each parameter, so diag H = diag G and tr H is the exact tr G (float32 model)
+    assert trace["method"].startswith("exact") and trace["stderr"] == 0
+    assert trace["estimate"] == pytest.approx(H.trace().item(), rel=1e-5)
     # trained with SGD and momentum 0.9 (the spec's default): heavy ball's threshold 2(1 + β)/η, not 2/η
     verdict = curv["linear_stability"]
     assert verdict["setting"]["kind"] == "heavy-ball" and verdict["setting"]["momentum"] == 0.9
@@ -248,6 +250,23 @@ def test_a_report_of_a_model_not_written_by_train_has_no_specs():
     assert "weights.pt" in text and "corruption" in text
 
 
+def disjoint_from(part: torch.Tensor, n: int, size: int) -> torch.Tensor:
+    """``size`` seeded samples of those not in ``part`` (the second subset ``analyze_curvature`` draws)."""
+    from stability.curvature.products import seeded_subset
+
+    rest = torch.tensor([i for i in range(n) if i not in set(part.tolist())])
+    return rest[seeded_subset(rest.numel(), size, 1)]
+
+
+def dense_nonuniformity(model, split, idx: torch.Tensor, loss: str) -> float:
+    """``s = sqrt(λ_max((1/m) Σ_i H_i² − H²))`` from dense per-sample Hessians on samples ``idx``."""
+    from cases import dense_curvature
+
+    hs = torch.stack([dense_curvature(model, split.x[i:i + 1].double(), split.y[i:i + 1], loss) for i in idx.tolist()])
+    H = hs.mean(0)
+    return float(torch.linalg.eigvalsh((hs @ hs).mean(0) - H @ H)[-1]) ** 0.5
+
+
 @pytest.mark.parametrize("loss", ["cross-entropy", "bounded-cross-entropy"])
 def test_curvature_analysis_uses_the_training_loss_and_skips_what_needs_convexity(loss):
     """Each section against a dense float64 reference of the loss the model was trained with; a loss not
@@ -257,6 +276,7 @@ def test_curvature_analysis_uses_the_training_loss_and_skips_what_needs_convexit
     from stability.analysis.curvature import analyze_curvature
     from stability.analysis.options import CurvatureOptions
     from stability.curvature.products import seeded_subset
+    from stability.sensitivity.fixed_point import fixed_point_displacement
     from stability.serialize import to_json
 
     data = load_data(DataSpec(n_train=60, n_test=20))
@@ -275,9 +295,21 @@ def test_curvature_analysis_uses_the_training_loss_and_skips_what_needs_convexit
     assert float(c.hessian.bottom.eigenvalues[0]) == pytest.approx(float(exact[0]), abs=1e-7 * scale)
     assert c.linear_stability.sharpness == c.hessian.sharpness and c.linear_stability.threshold == pytest.approx(20.0)
     assert c.linear_stability.setting.kind == "gd"
-    assert c.sgd.n == 60 and c.sgd.batch_size == 16 and c.sgd.n_evaluated == c.nonuniformity.n_evaluated == 60
-    every = torch.linalg.eigvalsh(dense_curvature(model, data.train.x.double(), data.train.y, loss))
-    assert c.sgd.necessary.value == pytest.approx(0.1 * float(every[-1]), rel=1e-6)  # on all 60 samples, as s
+    # a subset for s was asked: s, H and the SGD statements share those 10 samples (n stays 60 for the noise
+    # factor), and s is also reported on 10 disjoint samples
+    assert c.sgd.n == 60 and c.sgd.batch_size == 16 and c.sgd.n_evaluated == c.nonuniformity.n_evaluated == 10
+    part = seeded_subset(60, 10, 0)
+    on_part = torch.linalg.eigvalsh(dense_curvature(model, data.train.x[part].double(), data.train.y[part], loss))
+    assert c.sgd.necessary.value == pytest.approx(0.1 * float(on_part[-1]), rel=1e-6)
+    other = c.nonuniformity_disjoint
+    assert other is not None and other.n_evaluated == 10 and f"disjoint {other.n_evaluated}" in c.note
+    assert other.s == pytest.approx(dense_nonuniformity(model, data.train, disjoint_from(part, 60, 10), loss), rel=1e-6)
+    assert c.nonuniformity.s == pytest.approx(dense_nonuniformity(model, data.train, part, loss), rel=1e-6)
+    every = CurvatureOptions(subset=40, top_k=1, tol=1e-9, max_iter=300, trace_probes=2, density_probes=1,
+                             density_steps=2, fixed_point_samples=0)  # fmt: skip
+    full = analyze_curvature(model, data.train, loss=loss, lr=0.1, batch_size=16, options=every)
+    assert full.sgd.n_evaluated == full.nonuniformity.n_evaluated == 60 and full.nonuniformity_disjoint is None
+    assert full.bounds.fixed_point is None
     body = to_json(c)
     assert body["hessian"]["sharpness"] == c.hessian.sharpness and "bounds" not in body and "density" not in body
     bounds = to_json(c.bounds)
@@ -290,3 +322,13 @@ def test_curvature_analysis_uses_the_training_loss_and_skips_what_needs_convexit
         assert bounds["first_layer"]["lhs"] <= bounds["first_layer"]["rhs"] * (1 + 1e-9)
     assert set(bounds["update_input_sensitivity"]) == {"lr", "gauss_newton_fro", "gauss_newton_spectral",
                                                        "param_factor", "input_factor", "product_bound"}
+    # the fixed point's displacement on 4 seeded samples, as the library computes it, beside one GD step there
+    fixed = c.bounds.fixed_point
+    direct = fixed_point_displacement(model, data.train.x, data.train.y, loss=loss, lr=0.1, samples=4, seed=0,
+                                      tol=1e-9, max_iter=options.fixed_point_iter)  # fmt: skip
+    assert fixed.result.num_evaluated == 4 and torch.equal(fixed.result.indices, seeded_subset(60, 4, 0))
+    assert fixed.displacement_fro["mean"] == pytest.approx(float(direct.displacement_fro.mean()), rel=1e-9)
+    assert fixed.one_step_fro["mean"] == pytest.approx(float(direct.one_step_fro.mean()), rel=1e-9)
+    assert set(bounds["fixed_point"]) == {"displacement_fro", "displacement_spectral", "one_step_fro",
+                                          "one_step_spectral", "result"}
+    assert bounds["fixed_point"]["result"]["num_evaluated"] == 4

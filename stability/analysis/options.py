@@ -69,7 +69,13 @@ class CurvatureOptions:
         top_k, tol, max_iter: Lanczos for the top eigenvalues (relative residual tolerance, product cap).
         trace_probes: Hutchinson probes for ``tr H``.
         density_probes, density_steps: stochastic Lanczos quadrature budget.
-        nonuniformity_subset: samples for ``s`` (each Σ-product costs two per-sample HVPs per sample).
+        nonuniformity_subset: ``None`` (the default): ``s``, the SGD statements' ``H`` and their noise factor all
+            use every training sample, as Wu, Ma & E average over all n. A number asks for a seeded subset
+            of that many samples for all three (each Σ-product costs two per-sample HVPs per sample); the
+            report then gives the subset size and ``s`` on a second, disjoint subset of the same size.
+        fixed_point_samples: training samples whose fixed-point displacement ``‖dθ*/dx_i‖`` is solved for
+            (seeded; ``C`` MINRES right-hand sides each); 0 skips it.
+        fixed_point_iter: MINRES steps per solve for the displacement (two solves: range projection, then ``H⁺``).
         chunk_size: samples per chunk in every product (memory); ``None``: all at once.
         seed: subset and probes.
     """
@@ -81,13 +87,17 @@ class CurvatureOptions:
     trace_probes: int = 32
     density_probes: int = 4
     density_steps: int = 40
-    nonuniformity_subset: int = 256
+    nonuniformity_subset: int | None = None
+    fixed_point_samples: int = 4
+    fixed_point_iter: int = 50
     chunk_size: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("subset", "top_k", "max_iter", "density_probes", "density_steps", "nonuniformity_subset"):
+        for name in ("subset", "top_k", "max_iter", "density_probes", "density_steps", "fixed_point_iter"):
             check_positive_int(name, getattr(self, name))
+        check_optional_positive_int("nonuniformity_subset", self.nonuniformity_subset)
+        check_count("fixed_point_samples", self.fixed_point_samples, 0)
         check_count("trace_probes", self.trace_probes, 2, "for a standard error")
         check_positive("tol", self.tol)
         check_chunk_size(self.chunk_size)

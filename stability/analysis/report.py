@@ -1,9 +1,9 @@
 """The analysis report: one source for the JSON file, the terminal table and the figures.
 
-JSON schema ``stability-analysis`` version 3 (documented in docs/cli.md): the report's parts, each
+JSON schema ``stability-analysis`` version 4 (documented in docs/cli.md): the report's parts, each
 written by :func:`stability.serialize.to_json` from its result dataclass, under a schema header::
 
-    {"schema": "stability-analysis", "schema_version": 2, "stability_version": str,
+    {"schema": "stability-analysis", "schema_version": 4, "stability_version": str,
      "checkpoint": str, "model_source": str | null,
      "model": {...} | null, "data": {...} | null, "training": {...} | null, "epoch": int | null,
      "splits": {"train": SplitAnalysis, "test": SplitAnalysis}, "loss_name": str,
@@ -39,7 +39,7 @@ from stability.training.spec import TrainSpec
 SCHEMA = "stability-analysis"
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,31 @@ def _statement(st: object) -> str:
     return f"{_fmt(getattr(st, 'value'))} ({'holds' if holds else 'fails'})"
 
 
+def _trace(t: object) -> str:
+    """An exact trace as is; an estimate with its standard error and how many samples it averages."""
+    value = _fmt(getattr(t, "estimate"))
+    if getattr(t, "method").startswith("exact"):
+        return f"{value} (exact)"
+    return f"{value} ± {_fmt(getattr(t, 'stderr'), 2)} ({getattr(t, 'method')}, m={getattr(t, 'num_samples')})"
+
+
+def _nonuniformity(c: CurvatureAnalysis) -> str:
+    text = f"{_fmt(c.nonuniformity.s)} (n={c.nonuniformity.n_evaluated})"
+    other = c.nonuniformity_disjoint
+    return text if other is None else text + f"; {_fmt(other.s)} on a disjoint {other.n_evaluated}"
+
+
+def _fixed(c: CurvatureAnalysis, key: str) -> str:
+    """Mean over the solved samples, with their number and (for the displacement) the largest solve residual."""
+    f = c.bounds.fixed_point
+    if f is None:
+        return "—"
+    text = f"{_fmt(getattr(f, key)['mean'])} (m={f.result.num_evaluated}"
+    if key.startswith("displacement"):
+        text += f", res {_fmt(f.result.max_solve_residual, 2)}" + ("" if f.result.converged else ", not converged")
+    return text + ")"
+
+
 def _assumed(c: CurvatureAnalysis) -> bool:
     a = c.applicability
     return bool(a.loss.holds and a.interpolation.holds and a.near_minimum.holds)
@@ -141,8 +166,10 @@ def comparison_table(reports: list[Report], labels: list[str] | None = None) -> 
         row("SGD exact ρ(T) ≤ 1", train_only(lambda c: _statement(c.sgd.exact) if c.sgd else "—"))
         row("SGD verdict", train_only(lambda c: _verdict(c.sgd.stable) if c.sgd else "—"))
         row("at a minimum (assumptions)", train_only(lambda c: "yes" if _assumed(c) else "no: linearization"))
-        row("non-uniformity s", train_only(lambda c: f"{_fmt(c.nonuniformity.s)} (n={c.nonuniformity.n_evaluated})"))
-        row("tr H (Hutchinson)", train_only(lambda c: f"{_fmt(c.hessian.trace.estimate)} ± {_fmt(c.hessian.trace.stderr, 2)}"))
+        row("non-uniformity s", train_only(_nonuniformity))
+        row("tr H", train_only(lambda c: _trace(c.hessian.trace)))
+        row("‖dθ*/dx_i‖ fixed point", train_only(lambda c: _fixed(c, "displacement_fro")))
+        row("‖∂G/∂x_i‖ one step, same i", train_only(lambda c: _fixed(c, "one_step_fro")))
         row("first-layer bound lhs/rhs",
             train_only(lambda c: _fmt(c.bounds.first_layer.ratio) if c.bounds.first_layer else "—"))
     return table
