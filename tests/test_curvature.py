@@ -400,7 +400,7 @@ def test_toy_t1_hessian_eigenvalues_at_a_fixed_point(a: float, x0: float, y0: fl
                                rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("w", [0.6, 1.2244, 2.0])
+@pytest.mark.parametrize("w", [0.6, 1.2242, 2.0])
 def test_toy_t4_sharpness_on_the_fixed_branch_uses_the_mean_loss(w: float) -> None:
     # THEORY.md T4: λ(w) = 2u + 1/u − 2, u = tanh² w, at (a, w, b) = (coth w, w, 0). That formula is the
     # sharpness of L = (1/n) Σ ½ r² with n = 2 (the project's MSE); summing over the points doubles it.
