@@ -70,7 +70,10 @@ def test_executor_ray_without_ray_installed_is_one_line_and_exit_2(tmp_path, mon
     ids=["gpus-local", "address-local", "cpus-0", "gpus-negative", "retries-negative", "address-and-size", "cuda-no-gpu",
          "no-cluster"],
 )
-def test_executor_options_are_checked_before_anything_trains(tmp_path, args, message):
+def test_executor_options_are_checked_before_anything_trains(tmp_path, tmp_path_factory, monkeypatch, args, message):
+    # "auto" looks for a cluster this machine runs: point it at an empty Ray folder, so another sweep's is not found.
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path_factory.mktemp("ray")))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     result = runner.invoke(randomization.app, ["--smoke", "--out", str(tmp_path), *args])
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"error: {message}") and result.output.count("\n") == 1
