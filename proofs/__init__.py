@@ -16,6 +16,7 @@ STATEMENTS = (
     "sgd_scalar_missed",
     "bridge_identity",
     "first_layer_bound",
+    "gd_trace_bound",
     "gd_input_jacobian",
     "fixed_point_displacement",
     "zhang_min_norm",
@@ -25,5 +26,6 @@ STATEMENTS = (
     "t3_diagonal_net",
     "t4_tanh_two_point",
     "t5_gradient_splitting",
+    "t5_needs_few_samples",
     "quartic_period_doubling",
 )
