@@ -1,9 +1,10 @@
 """Curvature, linear stability and the parameter-to-input bridge of a trained model, for ``stability analyze``.
 
-Everything is evaluated on a fixed, seeded subset of the training split (the data the model was trained
-on, with its possibly corrupted labels), so numbers from checkpoints of one run compare. THEORY.md section 2:
+Everything is evaluated on the training split (the data the model was trained on, with its possibly
+corrupted labels), the spectra on a fixed, seeded subset of it, so numbers from checkpoints of one run
+compare (docs/theory.md §1–3):
 
-- sharpness ``λ_max(H)``, the top-k eigenvalues and ``λ_min(H)`` (Lanczos), ``tr H`` (Hutchinson), the
+- sharpness ``λ_max(H)``, the top-k eigenvalues and ``λ_min(H)`` (Lanczos), ``tr H`` (exact or Hutchinson), the
   spectral density (stochastic Lanczos quadrature), and the Gauss-Newton counterparts;
 - the linear-stability verdict for the optimizer the model was trained with (GD, heavy ball, Nesterov, or
   Adam with its frozen preconditioner; "not determined" when the checkpoint lacks the state it needs),

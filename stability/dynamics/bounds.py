@@ -1,4 +1,4 @@
-"""From parameter stability to input stability: both sides of THEORY.md section 2, computed on a model.
+"""From parameter stability to input stability: both sides of docs/theory.md §3, computed on a model.
 
 Notation, per sample ``i``: ``f_i = f(θ, x_i) ∈ R^C``, ``J_θ = ∂f_i/∂θ  (C × D)``, ``J_x = ∂f_i/∂x  (C × d)``
 (``x`` flattened), ``r_i = ∇_f ℓ_i`` and ``Λ_i = ∇²_f ℓ_i`` the loss's output gradient and Hessian from
