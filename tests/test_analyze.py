@@ -248,6 +248,18 @@ def test_a_report_of_a_model_not_written_by_train_has_no_specs():
     console.print(comparison_table([report]))
     text = console.export_text()
     assert "weights.pt" in text and "corruption" in text
+    # Monte Carlo measures carry the standard error of their mean, recomputed here from the same seeded draws
+    from stability.analysis.options import AnalysisOptions as Opts
+    from stability.sensitivity.noise import noise_sensitivity
+
+    split = analysis.splits["train"]
+    idx = torch.randperm(40, generator=torch.Generator().manual_seed(0))[:10].sort().values
+    again = noise_sensitivity(model, data.train.x[idx], sigma=Opts().sigma, num_probes=2, generator=0)
+    se = float(again.stderr.double().pow(2).sum().sqrt() / 10)
+    assert split.evidence["noise_sensitivity"]["stderr_of_mean"] == pytest.approx(se, rel=1e-6)
+    assert split.measures["noise_sensitivity"]["mean"] == pytest.approx(float(again.values.mean()), rel=1e-6)
+    row = next(line for line in text.splitlines() if "E‖Δf‖/σ" in line)
+    assert row.count("±") == 2  # train and test
 
 
 def disjoint_from(part: torch.Tensor, n: int, size: int) -> torch.Tensor:

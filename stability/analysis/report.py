@@ -100,6 +100,13 @@ def _statement(st: object) -> str:
     return f"{_fmt(getattr(st, 'value'))} ({'holds' if holds else 'fails'})"
 
 
+def _mean(split: object, key: str) -> str:
+    """A measure's mean over samples, with the Monte Carlo standard error of that mean when it is estimated."""
+    mean = _fmt(getattr(split, "measures")[key]["mean"])
+    se = getattr(split, "evidence").get(key, {}).get("stderr_of_mean")
+    return mean if se is None else f"{mean} ± {_fmt(se, 2)}"
+
+
 def _trace(t: object) -> str:
     """An exact trace as is; an estimate with its standard error and how many samples it averages."""
     value = _fmt(getattr(t, "estimate"))
@@ -148,7 +155,7 @@ def comparison_table(reports: list[Report], labels: list[str] | None = None) -> 
     row("accuracy (true)", lambda r, s: _fmt(s.accuracy_true))
     row("loss", lambda r, s: _fmt(s.loss))
     for key, (label, _) in MEASURES.items():
-        row(label, lambda r, s, key=key: _fmt(s.measures[key]["mean"]))
+        row(label, lambda r, s, key=key: _mean(s, key))
     row("train − test acc.", lambda r, s: _fmt(r.analysis.generalization_gap["accuracy"]) if s.name == "test" else "")
     if any(r.curvature for r in reports):
         def train_only(fn):

@@ -45,6 +45,12 @@ MEASURES: dict[str, tuple[str, str]] = {
 }
 
 
+def stderr_of_mean(stderr: Tensor) -> float:
+    """The standard error that independent per-sample Monte Carlo errors ``stderr: (n,)`` leave on the mean
+    over the samples, ``sqrt(Σ_i se_i²) / n`` (the table prints it beside the mean)."""
+    return float(stderr.double().pow(2).sum().sqrt() / stderr.numel())
+
+
 @dataclass(frozen=True)
 class SplitAnalysis:
     """One split's numbers: ``measures[key]`` summarizes the per-sample values of :data:`MEASURES` ``[key]``;
@@ -130,7 +136,8 @@ def analyze_split(
             est = jacobian_frobenius_estimate(fm, x, output=output, num_probes=o.probes,
                                               generator=o.seed, chunk_size=chunk)  # fmt: skip
             per_sample[key] = est.values
-            evidence[key] = {"method": "estimate", "probes": o.probes, "mean_stderr": float(est.stderr.mean())}
+            evidence[key] = {"method": "estimate", "probes": o.probes, "mean_stderr": float(est.stderr.mean()),
+                             "stderr_of_mean": stderr_of_mean(est.stderr)}  # fmt: skip
         spec = jacobian_spectral(fm, x, iters=o.spectral_iters, tol=o.spectral_tol, generator=o.seed,
                                  chunk_size=chunk)  # fmt: skip
         per_sample["jacobian_spectral"] = spec.values
@@ -160,6 +167,9 @@ def analyze_split(
                                   chunk_size=chunk)  # fmt: skip
     per_sample["prediction_stability"] = stable.values
     evidence["noise"] = {"sigma": o.sigma, "samples": o.noise_samples, "mean_stderr": float(noise.stderr.mean())}
+    for key, result in (("noise_sensitivity", noise), ("prediction_stability", stable)):
+        evidence[key] = {"method": "monte carlo", "samples": o.noise_samples,
+                         "stderr_of_mean": stderr_of_mean(result.stderr)}  # fmt: skip
 
     return SplitAnalysis(
         name=name,
