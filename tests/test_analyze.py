@@ -334,13 +334,13 @@ def test_curvature_analysis_uses_the_training_loss_and_skips_what_needs_convexit
         assert bounds["first_layer"]["lhs"] <= bounds["first_layer"]["rhs"] * (1 + 1e-9)
     assert set(bounds["update_input_sensitivity"]) == {"lr", "gauss_newton_fro", "gauss_newton_spectral",
                                                        "param_factor", "input_factor", "product_bound"}
-    # the fixed point's displacement on 4 seeded samples, as the library computes it, beside one GD step there
-    fixed = c.bounds.fixed_point
-    direct = fixed_point_displacement(model, data.train.x, data.train.y, loss=loss, lr=0.1, samples=4, seed=0,
+    # the fixed point's displacement on the default seeded samples, as the library computes it, beside one GD step
+    fixed, m = c.bounds.fixed_point, options.fixed_point_samples
+    direct = fixed_point_displacement(model, data.train.x, data.train.y, loss=loss, lr=0.1, samples=m, seed=0,
                                       tol=1e-9, max_iter=options.fixed_point_iter)  # fmt: skip
-    assert fixed.result.num_evaluated == 4 and torch.equal(fixed.result.indices, seeded_subset(60, 4, 0))
+    assert fixed.result.num_evaluated == m and torch.equal(fixed.result.indices, seeded_subset(60, m, 0))
     assert fixed.displacement_fro["mean"] == pytest.approx(float(direct.displacement_fro.mean()), rel=1e-9)
     assert fixed.one_step_fro["mean"] == pytest.approx(float(direct.one_step_fro.mean()), rel=1e-9)
     assert set(bounds["fixed_point"]) == {"displacement_fro", "displacement_spectral", "one_step_fro",
                                           "one_step_spectral", "result"}
-    assert bounds["fixed_point"]["result"]["num_evaluated"] == 4
+    assert bounds["fixed_point"]["result"]["num_evaluated"] == m

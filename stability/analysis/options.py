@@ -88,7 +88,7 @@ class CurvatureOptions:
     density_probes: int = 4
     density_steps: int = 40
     nonuniformity_subset: int | None = None
-    fixed_point_samples: int = 4
+    fixed_point_samples: int = 2
     fixed_point_iter: int = 50
     chunk_size: int | None = None
     seed: int = 0

@@ -273,7 +273,9 @@ def fixed_point_displacement(
     if not converged:
         note += f" MINRES stopped at max_iter = {max_iter} before tol = {tol:g} (largest relative residual {worst:.3g})."
     outside = float(cat["out"].max())
-    if outside > 1e3 * tol:
+    if outside > 1e3 * tol and not converged:
+        note += f" The share of M_i outside range(H), up to {outside:.3g}, is then an upper bound, not established."
+    elif outside > 1e3 * tol:
         note += (f" Up to {outside:.3g} of M_i lies outside range(H): no move of θ keeps ∇L = 0 there to first order; "
                  "the numbers are for its part in the range (H⁺ M_i, the least-squares move).")
     return FixedPointDisplacement(
