@@ -64,13 +64,13 @@ def test_off_interpolation_the_residual_term_is_included_when_asked():
     model, x, _ = interpolating(seed=3)
     y = cases.labels(x.shape[0], 3, seed=4)
     ref = dense_fixed_point_jacobians(model, x, y, "cross-entropy", rtol=1e-12)
-    out = fixed_point_displacement(model, x, y, loss="cross-entropy", exact=True, tol=1e-12, max_iter=300)
+    out = fixed_point_displacement(model, x, y, loss="cross-entropy", exact=True, tol=1e-12, max_iter=300, samples=2)
     assert out.includes_residual_term and not out.assumptions["at_interpolation"]
-    fro, spec = norms(ref)
+    fro, spec = norms(ref[out.indices])
     torch.testing.assert_close(out.displacement_fro, fro, rtol=1e-6, atol=0)
     torch.testing.assert_close(out.displacement_spectral, spec, rtol=1e-6, atol=0)
     assert "not an interpolating MSE minimum" in out.note
-    gn = fixed_point_displacement(model, x, y, loss="cross-entropy", tol=1e-12, max_iter=300)
+    gn = fixed_point_displacement(model, x, y, loss="cross-entropy", tol=1e-12, max_iter=300, samples=2)
     assert "Gauss-Newton part" in gn.note and not torch.allclose(gn.displacement_fro, fro, rtol=1e-3)
 
 
