@@ -215,8 +215,10 @@ def fixed_point_displacement(
     part ``(1/n) J_θᵀ Λ_i J_x``, exact at interpolation: ``C`` solves per sample (``H⁺ J_θᵀ Λ_i``, then
     ``‖X J_x‖`` from ``C × C`` Grams). With ``exact``, ``M_i`` is the whole ``∂∇_θ ℓ_i/∂x_i / n`` by
     forward-over-reverse autodiff, ``d`` solves per sample. ``lr`` adds the one-step ``η ‖M_i‖`` beside it.
-    Right-hand sides go to MINRES ``block`` samples at a time. Cost: at most ``max_iter + 1`` products of
-    ``H`` on ``n`` samples per right-hand side, plus ``C`` (``d`` with ``exact``) reverse passes per sample.
+    Right-hand sides go to MINRES ``block`` samples at a time, restricted to ``range(H)`` (:func:`minres` with
+    ``project``, except for the Gauss-Newton part against ``G``, which lies in its range). Cost: at most
+    ``2 (max_iter + 1)`` products of ``H`` on ``n`` samples per right-hand side, plus ``C`` (``d`` with
+    ``exact``) reverse passes per sample.
     """
     check_choice("curvature", curvature, ("hessian", "ggn"))
     lr = None if lr is None else check_positive("lr", lr)
@@ -268,7 +270,8 @@ def fixed_point_displacement(
         note = "MSE at interpolation: ‖H⁺ M_i‖ is how far the minimum moves per unit change of x_i."
     else:
         note = (f"not an interpolating MSE minimum (loss {loss}, largest residual {float(cat['res'].max()):.3g}): "
-                "∇L = 0 does not hold here, and H⁺ M_i is the first-order move of the point where it would")
+                "H⁺ M_i is how far θ must move to keep ∇L unchanged when x_i moves (at a stationary point, to stay "
+                "one), by the linearization at this iterate")
         note += "; M_i includes the residual term." if exact else "; M_i is its Gauss-Newton part (pass exact=True)."
     if not converged:
         note += f" MINRES stopped at max_iter = {max_iter} before tol = {tol:g} (largest relative residual {worst:.3g})."
@@ -281,6 +284,5 @@ def fixed_point_displacement(
     return FixedPointDisplacement(
         n, idx, cat["fro"], cat["spec"], lr, None if lr is None else lr * cat["one_fro"],
         None if lr is None else lr * cat["one_spec"], cat["res"], exact, cat["solve"], cat["out"], iterations, hvps,
-        converged,
-        curvature, "minres", assumptions, note,
+        converged, curvature, "minres", assumptions, note,
     )
