@@ -144,7 +144,7 @@ def test_run_all_trains_each_run_into_its_folder_and_skips_them_when_complete(tm
         assert result.history == read_metrics(out / "metrics.jsonl")
         ckpt = load_checkpoint(out / "checkpoint.pt")
         assert (
-            ckpt.training == spec.training and ckpt.epoch == 2 and ckpt.resume is None
+            ckpt.training == spec.training and ckpt.epoch == 2 and ckpt.resume is not None
         )
         stamps[spec.name] = {
             f: ((out / f).read_bytes(), (out / f).stat().st_mtime_ns)

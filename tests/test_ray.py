@@ -166,7 +166,7 @@ def assert_same_run_folders(ours: Path, reference: Path) -> None:
             assert (a / f).read_bytes() == (b / f).read_bytes(), f
         assert without_seconds(read_metrics(a / "metrics.jsonl")) == without_seconds(read_metrics(b / "metrics.jsonl"))
         wa, wb = (torch.load(d / "checkpoint.pt", weights_only=True) for d in (a, b))
-        assert wa["epoch"] == wb["epoch"] and wa["resume"] is None
+        assert wa["epoch"] == wb["epoch"] and wa["resume"]["step"] == wb["resume"]["step"]
         assert wa["state_dict"].keys() == wb["state_dict"].keys()
         assert all(torch.equal(wa["state_dict"][k], wb["state_dict"][k]) for k in wa["state_dict"]), name
 

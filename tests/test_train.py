@@ -28,7 +28,8 @@ def test_run_writes_config_metrics_and_a_checkpoint_that_reproduces_its_metrics(
     assert rows[-1]["step"] == 3 * -(-300 // 32)
     assert json.loads((tmp_path / "config.json").read_text())["training"]["lr"] == 0.05
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
-    assert ckpt.epoch == 3 and ckpt.resume is None  # a finished run keeps no optimizer state
+    # A finished run keeps its optimizer state: the optimizer-aware verdicts of analyze read it.
+    assert ckpt.epoch == 3 and ckpt.resume is not None and ckpt.resume["optimizer"]["state"]
     model = build_model_from_checkpoint(ckpt)
     data = load_data(ckpt.data)
     again = evaluate(model, data.test, "cross-entropy")

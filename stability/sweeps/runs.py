@@ -243,8 +243,8 @@ def _settings(spec: RunSpec) -> dict[str, Any]:
 
 
 def _finished(ckpt: Checkpoint, spec: RunSpec) -> bool:
-    """A final checkpoint (no optimizer state kept) after all of the run's epochs."""
-    return ckpt.resume is None and ckpt.epoch == spec.training.epochs
+    """A checkpoint written after all of the run's epochs."""
+    return ckpt.epoch == spec.training.epochs
 
 
 def _result(spec: RunSpec, out: Path, *, skipped: bool) -> RunResult:

@@ -9,7 +9,7 @@ Layout (format ``stability-checkpoint``, version 2)::
      "training": TrainSpec.to_dict() | None,
      "epoch": int,
      "metrics": {name: float},            # the last epoch's metrics
-     "resume": {...} | None,              # optimizer and RNG state, present while a run can continue
+     "resume": {...} | None,              # optimizer and RNG state (every checkpoint written since format 2)
      "digest": str}                       # SHA-256 of everything above (stability.training.integrity.digest)
 
 Nothing but tensors and plain containers is stored, so loading never runs code. A file that needs more

@@ -4,8 +4,9 @@ A run is fully determined by ``(ModelSpec, DataSpec, TrainSpec)``. It writes int
 
 - ``config.json``: the three specs;
 - ``metrics.jsonl``: one JSON line per epoch (epoch 0 is the initialization), see :data:`METRIC_KEYS`;
-- ``checkpoint.pt``: weights + specs + last metrics (what ``stability analyze`` reads) and, while the run
-  can continue, the optimizer and RNG state, written atomically every ``checkpoint_every`` epochs.
+- ``checkpoint.pt``: weights + specs + last metrics (what ``stability analyze`` reads) and the optimizer
+  and RNG state (kept in the last checkpoint too, so a finished run can be extended and analyzed by its
+  optimizer), written atomically every ``checkpoint_every`` epochs.
 
 Interrupting a run loses at most the epochs since the last checkpoint (by default one checkpoint per
 epoch, so at most the epoch in progress); ``resume=True`` continues from it and reproduces, on the same
@@ -235,16 +236,17 @@ class _Run:
             row["split_active"] = math.nan if split is None else float(split)
         return row
 
-    def checkpoint(self, final: bool) -> Checkpoint:
-        resume = None
-        if not final:
-            resume = {
-                "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "step": self.step,
-                "seconds": self.seconds,
-            }
+    def checkpoint(self) -> Checkpoint:
+        # The optimizer and RNG state are kept in every checkpoint, the last included: a finished run can be
+        # extended exactly, and its optimizer's state (momentum, Adam's second moments) is what the
+        # optimizer-aware stability verdicts of `stability analyze` read.
+        resume = {
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "step": self.step,
+            "seconds": self.seconds,
+        }
         return Checkpoint(
             model=self.model_spec,
             input_shape=self.data.input_shape,
@@ -400,8 +402,8 @@ def _train_locked(
                     on_epoch(row, run.model)
                 done = run.epoch == train_spec.epochs
                 if done or run.epoch % train_spec.checkpoint_every == 0:
-                    save_checkpoint(ckpt_path, run.checkpoint(final=done))
+                    save_checkpoint(ckpt_path, run.checkpoint())
                 advance(row)
         if existing is None and train_spec.epochs == 0:
-            save_checkpoint(ckpt_path, run.checkpoint(final=True))
+            save_checkpoint(ckpt_path, run.checkpoint())
     return TrainResult(model=run.model.eval(), history=run.history, out_dir=out)
