@@ -35,7 +35,7 @@ from stability.training.spec import TrainSpec
 PARTS = ("splitting", "switching", "noise", "size")
 PHIS = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.0)
 ACCURACIES = {"train": "train_acc", "anti-trained (held-out)": "heldout_acc", "untouched (test)": "test_acc"}
-# Badger 2022, CIFAR-10, ConvNet, Adam 1e-4, batch 512 (THEORY.md section 1).
+# Badger 2022, CIFAR-10, ConvNet, Adam 1e-4, batch 512 (the author's recorded runs, as in docs/experiments.md).
 PAPER = {
     "split_5000_epochs": {"train": 0.94, "heldout": 0.001, "test": 0.29},
     "plain_5000_epochs": {"train": 0.96, "heldout": None, "test": 0.56},

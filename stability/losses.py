@@ -9,7 +9,7 @@ everywhere (``convex``). The registry :data:`LOSSES` is the only place a loss is
 - ``cross-entropy``: ``ℓ = −log softmax(f)_y``; ``r = p − e_y``, ``Λ = diag p − p pᵀ`` (``p = softmax f``).
 - ``mse``: ``ℓ = ½ ‖f − t‖²`` on one-hot targets ``t = e_y`` (or real targets ``y`` shaped like the
   outputs, for regression); ``r = f − t``, ``Λ = I``. The factor ½ makes the Gauss-Newton matrix
-  ``(1/n) Σ_i J_iᵀ J_i`` with no stray constant, the Hessian at an interpolating minimum (THEORY.md §2).
+  ``(1/n) Σ_i J_iᵀ J_i`` with no stray constant, the Hessian at an interpolating minimum (docs/theory.md §2).
 - ``bounded-cross-entropy``: ``ℓ = −log softmax(softmax(f))_y``, the bounded loss of Badger's (2022)
   gradient-splitting code (its models end in a softmax and the cross-entropy applies a second
   log-softmax). Since ``softmax(f) ∈ [0, 1]``, ``ℓ`` lies between ``log(C − 1 + e) − 1`` and

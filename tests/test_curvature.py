@@ -402,7 +402,7 @@ def test_toy_t1_hessian_eigenvalues_at_a_fixed_point(a: float, x0: float, y0: fl
 
 @pytest.mark.parametrize("w", [0.6, 1.2242, 2.0])
 def test_toy_t4_sharpness_on_the_fixed_branch_uses_the_mean_loss(w: float) -> None:
-    # THEORY.md T4: λ(w) = 2u + 1/u − 2, u = tanh² w, at (a, w, b) = (coth w, w, 0). That formula is the
+    # docs/theory.md, T4: λ(w) = 2u + 1/u − 2, u = tanh² w, at (a, w, b) = (coth w, w, 0). That formula is the
     # sharpness of L = (1/n) Σ ½ r² with n = 2 (the project's MSE); summing over the points doubles it.
     x, y = torch.tensor([[-1.0], [1.0]], dtype=F64), torch.tensor([-1.0, 1.0], dtype=F64)
     model = TanhUnit(1 / math.tanh(w), w, 0.0)

@@ -45,7 +45,7 @@ def randomize_norms(model: torch.nn.Module, seed: int = 0) -> None:
 @pytest.mark.parametrize(
     ("arch", "kwargs", "expected"),
     [
-        # Zhang et al. (2017), as recorded in THEORY.md: 28x28x3 inputs, 10 classes.
+        # Zhang et al. (2017), as reported in the paper: 28x28x3 inputs, 10 classes.
         ("small-inception", {}, 1_649_402),
         ("small-inception", {"batch_norm": False}, 1_649_402),  # conv bias takes the place of beta
         ("small-alexnet", {}, 1_387_786),

@@ -196,7 +196,7 @@ def test_spectral_norm_reports_non_convergence_and_handles_a_zero_jacobian():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("act", [nn.Tanh, nn.ReLU], ids=["tanh", "relu"])
 def test_data_direction_equals_first_layer_weight_gradient_projection(seed, act):
-    """THEORY.md section 2: with z = W vec(x) + b first, x^T ∇_x f_c = <W, ∇_W f_c> for every class."""
+    """docs/theory.md §2: with z = W vec(x) + b first, x^T ∇_x f_c = <W, ∇_W f_c> for every class."""
     model = deep_mlp(seed=seed, act=act)
     W = model[1].weight
     x = inputs(4, seed=seed + 10)

@@ -310,7 +310,7 @@ def data_direction(
 ) -> Tensor:
     """The data-direction term ``‖J(x_i) x_i‖`` per sample, ``(B,)``.
 
-    For one output this is ``|x_iᵀ ∇_x f(x_i)|`` (THEORY.md section 2); for ``C`` outputs it is the
+    For one output this is ``|x_iᵀ ∇_x f(x_i)|`` (docs/theory.md §2); for ``C`` outputs it is the
     Euclidean norm of the vector of those terms, ``(Σ_c (x_iᵀ ∇_x f_c(x_i))²)^{1/2}``. If the first layer
     is linear, ``z = W vec(x) + b``, then ``x_iᵀ ∇_x f_c = <W, ∇_W f_c>`` for every class, so this is
     also the norm of the per-class first-layer weight-gradient projections onto ``W``. The signed
