@@ -8,9 +8,11 @@ tier with ``python -m pytest tests/test_fuzz.py -m slow``.
 
 from __future__ import annotations
 
+import importlib
 import math
 import resource
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -178,3 +180,35 @@ def test_each_failure_class_of_the_issue_is_one_line(tmp_path):
     (tmp_path / "flip.pt").write_bytes(bytes(flipped))
     with pytest.raises(BadInputError, match="CRC-32|integrity|corrupt"):
         open_weights(tmp_path / "flip.pt")
+
+
+def script_cases(tmp: Path) -> list[tuple[str, tuple[str, ...], str]]:
+    """Bad options of the experiment scripts: (name, arguments, words one of which the error line names)."""
+    a_file = tmp / "a-file"
+    a_file.write_text("x")
+    cases = [
+        ("device", ("--device", "nope"), "--device"), ("device-absent", ("--device", "cuda:99"), "--device"),
+        ("dataset", ("--dataset", "nope"), "--dataset"), ("dataset-empty", ("--dataset", ""), "--dataset"),
+        ("out-file", ("--out", str(a_file)), "--out"), ("out-empty", ("--out", ""), "--out"),
+        ("out-under-file", ("--out", str(a_file / "sub")), "--out"), ("out-long", ("--out", str(tmp / ("n" * 300))), "--out"),
+        ("epochs-negative", ("--epochs", "-3"), "--epochs"), ("epochs-text", ("--epochs", "abc"), "--epochs"),
+        ("seed-negative", ("--seed", "-1"), "--seed"), ("seed-huge", ("--seed", str(2**64)), "seed"),
+        ("part", ("--part", "nope"), "part"), ("quick-and-smoke", ("--quick",), "--quick"),
+        ("arch", ("--arch", "nope"), "architecture"), ("executor", ("--executor", "nope"), "--executor"),
+        ("unknown-option", ("--no-such-option",), "--no-such-option"),
+    ]  # fmt: skip
+    return [(name, args if "--out" in args else (*args, "--out", str(tmp / f"out-{name}")), words)
+            for name, args, words in cases]  # fmt: skip
+
+
+@pytest.mark.parametrize("script", ["randomization", "memorize", "stability_tracking"])
+def test_bad_experiment_script_options_are_one_line_before_any_work(tmp_path, script):
+    module = importlib.import_module(f"experiments.{script}")
+    for name, args, words in script_cases(tmp_path):
+        result = runner.invoke(module.app, ["--smoke", *args])
+        assert result.exit_code == 2, (script, name, result.exit_code, result.output)
+        assert result.exception is None or isinstance(result.exception, SystemExit), (script, name, result.exception)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:"), (script, name, result.stderr)
+        assert any(w in lines[0] for w in words.split("|")), (script, name, lines[0])
+        assert not (tmp_path / f"out-{name}").exists(), (script, name, "wrote before refusing")

@@ -18,7 +18,7 @@ PACKAGE = Path(stability.__file__).parent
 # Floors, from the bottom: a module may import its own floor and the floors below, never one above.
 FLOORS = {
     "errors": 0, "config": 0, "checks": 0, "files": 0, "serialize": 0, "functional": 0, "losses": 0,
-    "plotting": 0, "__init__": 0,
+    "plotting": 0, "commands": 0, "__init__": 0,
     "sensitivity": 1, "curvature": 1, "dynamics": 1, "toy": 1, "data": 1, "models": 1,
     "training": 2,
     "analysis": 3, "sweeps": 3,

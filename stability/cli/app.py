@@ -12,46 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import re
-import sys
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 import typer
 import typer.core
 import typer.main
 from rich.console import Console
 
+from stability.commands import OneLineGroup
 from stability.errors import BadInputError, StabilityError
 
-try:  # typer >= 0.20 carries its own copy of click
-    from typer._click import exceptions as click_errors
-except ImportError:  # pragma: no cover
-    from click import exceptions as click_errors  # type: ignore[no-redef]
-
-class _OneLineGroup(typer.core.TyperGroup):
-    """The command group, with click's usage errors (an option's value that does not parse, an unknown option)
-    shown as one ``error:`` line and exit code 2, like the toolkit's own errors."""
-
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
-        if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
-        try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
-        except click_errors.NoArgsIsHelpError as exc:
-            exc.show()
-            sys.exit(exc.exit_code)
-        except click_errors.ClickException as exc:
-            text = " ".join(exc.format_message().split())
-            err_console.print(f"[bold red]error:[/] {text}", markup=True, highlight=False, soft_wrap=True)
-            sys.exit(exc.exit_code)
-        except (typer.Abort, KeyboardInterrupt):
-            err_console.print("[bold red]error:[/] interrupted", markup=True, highlight=False)
-            sys.exit(130)
-        sys.exit(code if isinstance(code, int) else 0)
-
-
 app = typer.Typer(
-    cls=_OneLineGroup,
+    cls=OneLineGroup,
     name="stability",
     help="Measure why trained networks generalize: input and parameter stability of real checkpoints.",
     no_args_is_help=True,

@@ -19,8 +19,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from stability.commands import OneLineCommand
+from stability.data.sources import DATASETS
 from stability.data.spec import DataSpec
 from stability.errors import BadInputError, StabilityError
+from stability.files import check_output_path
 from stability.serialize import to_json
 from stability.sweeps.executors import Executor, LocalExecutor, RayExecutor, SweepFailed
 from stability.sweeps.results import protocol_section, write_results
@@ -68,18 +71,20 @@ class Invocation:
     @classmethod
     def resolve(
         cls, script: str, *, quick: bool, smoke: bool, dataset: str | None, parts: Sequence[str],
-        known: Sequence[str], out: Path | None, device: str, seed: int = 0,
+        known: Sequence[str], out: str | Path | None, device: str, seed: int = 0,
     ) -> "Invocation":  # fmt: skip
         """Defaults: digits for ``--quick``/``--smoke``, CIFAR-10 at full scale; ``runs/SCRIPT/SCALE-DATASET``."""
         if seed < 0:
             raise BadInputError(f"--seed must be non-negative, got {seed}")
         scale = pick_scale(quick, smoke)
-        dataset = dataset or ("cifar10" if scale == "full" else "digits")
+        dataset = dataset if dataset is not None else ("cifar10" if scale == "full" else "digits")
         bad = sorted(set(parts) - set(known))
         if bad:
             raise BadInputError(f"unknown part(s) {', '.join(bad)}; choose from {', '.join(known)}")
+        if dataset not in DATASETS:
+            raise BadInputError(f"--dataset {dataset!r} is not one of: {', '.join(DATASETS)}")
         chosen = tuple(x for x in known if x in parts)
-        out = Path(out) if out else default_out(script, scale, dataset, seed)
+        out = check_output_path(out, "--out", folder=True) if out is not None else default_out(script, scale, dataset, seed)
         return cls(script, scale, dataset, chosen, out, device, seed)
 
     def protocol(self, protocol: Any) -> Any:
@@ -194,7 +199,7 @@ def experiment_app(
     app = typer.Typer(add_completion=False, help=help)
     parts_help = f"Which parts to run (repeat): {', '.join(experiment.parts)}."
 
-    @app.command(help=command_help)
+    @app.command(help=command_help, cls=OneLineCommand)
     def main(
         quick: Annotated[bool, typer.Option("--quick", help=quick_help)] = False,
         smoke: Annotated[bool, typer.Option("--smoke", help="A seconds-long pass through every part (what the tests run).")] = False,
@@ -204,7 +209,7 @@ def experiment_app(
         arch: Annotated[Optional[str], typer.Option(help=arch_help)] = None,
         epochs: Annotated[Optional[int], typer.Option(min=epochs_min, help=epochs_help)] = None,
         parts: Annotated[list[str], typer.Option("--part", help=parts_help)] = list(experiment.parts),
-        out: Annotated[Optional[Path], typer.Option(help=f"Output folder (default runs/{experiment.script}/SCALE-DATASET).")] = None,
+        out: Annotated[Optional[str], typer.Option(help=f"Output folder (default runs/{experiment.script}/SCALE-DATASET).")] = None,
         device: Annotated[Optional[str], typer.Option(
             help="Torch device, e.g. cpu or cuda (default: cuda when available; under Ray, cuda with --gpus-per-run).")] = None,
         seed: Annotated[int, typer.Option(help="Seed of every run's data and training (default folder gets -seedN).")] = 0,

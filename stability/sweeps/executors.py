@@ -106,7 +106,12 @@ class LocalExecutor:
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     def check_device(self, device: str) -> None:
-        return None
+        from stability.checks import check_device
+
+        try:
+            check_device(device)
+        except BadInputError as exc:
+            raise BadInputError(f"--{exc}") from None
 
     def execute(
         self, sweep: Any, specs: Sequence[Any], status: SweepStatus, console: Any

@@ -27,6 +27,7 @@ from stability.data.bundle import DataBundle, load_data
 from stability.data.spec import DataSpec
 from stability.dynamics.tracking import StabilityTracker
 from stability.errors import BadInputError
+from stability.models.registry import accepted_kwargs
 from stability.models.spec import ModelSpec
 from stability.serialize import to_json
 from stability.sweeps.executors import Executor, LocalExecutor, RunFailure, SweepFailed, resolve_path
@@ -144,6 +145,8 @@ class Sweep:
             first = unique.setdefault(spec.name, spec)
             if _settings(first) != _settings(spec):
                 raise ValueError(f"two different runs are both named {spec.name!r}")
+        for arch in sorted({s.model.arch for s in unique.values()}):
+            accepted_kwargs(arch)  # an unknown architecture is refused in one line before any run starts
         done = self.run_all(list(unique.values()))
         results = {k: [dataclasses.replace(done[s.name], spec=s) for s in specs] for k, specs in groups.items()}
         return results, done
