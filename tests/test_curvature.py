@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from cases import dense_curvature
+from cases import T1, dense_curvature
 from torch import nn
 from torch.func import hessian, jacrev
 
@@ -367,18 +367,6 @@ def test_bad_inputs_raise() -> None:
         MatrixOperator(torch.zeros(2, 3))
 
 
-class ScalarProduct(nn.Module):
-    """T1: f = a b x."""
-
-    def __init__(self, a: float, b: float) -> None:
-        super().__init__()
-        self.a = nn.Parameter(torch.tensor(a, dtype=F64))
-        self.b = nn.Parameter(torch.tensor(b, dtype=F64))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.a * self.b * x
-
-
 class TanhUnit(nn.Module):
     """T4: f = a tanh(w x + b)."""
 
@@ -393,7 +381,7 @@ class TanhUnit(nn.Module):
 @pytest.mark.parametrize(("a", "x0", "y0"), [(0.5, 1.5, 2.0), (2.0, -0.7, 1.1), (1.0, 2.0, 3.0)])
 def test_toy_t1_hessian_eigenvalues_at_a_fixed_point(a: float, x0: float, y0: float) -> None:
     b = y0 / (x0 * a)  # on the fixed set a b = y0 / x0
-    op = CurvatureOperator(ScalarProduct(a, b), torch.tensor([[x0]], dtype=F64), torch.tensor([y0], dtype=F64),
+    op = CurvatureOperator(T1(a, b), torch.tensor([[x0]], dtype=F64), torch.tensor([y0], dtype=F64),
                            loss="mse")
     res = top_eigenvalues(op, 2, tol=1e-12, generator=gen(0))
     torch.testing.assert_close(res.eigenvalues, torch.tensor([x0**2 * (a**2 + b**2), 0.0], dtype=F64),
