@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 needs_ray = pytest.mark.skipif(not ray_installed(), reason="Ray is not installed (pip install 'stability[ray]')")
 # The grid: randomization's six tests at smoke size, long enough (100 epochs, a checkpoint each) to be killed mid-run.
-GRID = ["--smoke", "--part", "tests", "--epochs", "100", "--device", "cpu"]
-EPOCHS = 100
+# Long enough that, on an idle machine too, both first runs are caught between epochs 5 and EPOCHS together.
+EPOCHS = 400
+GRID = ["--smoke", "--part", "tests", "--epochs", str(EPOCHS), "--device", "cpu"]
 
 
 def invoke(*args: str):
