@@ -11,10 +11,11 @@ from stability.data.bundle import load_data
 from stability.data.spec import DataSpec
 from stability.errors import BadInputError
 from stability.models.spec import ModelSpec
+from stability.training.augment import augment_images
 from stability.training.checkpoint import build_model_from_checkpoint, load_checkpoint
 from stability.training.logs import read_metrics
 from stability.training.spec import TrainSpec
-from stability.training.train import augment_images, evaluate, train
+from stability.training.train import evaluate, train
 
 MLP = ModelSpec(arch="mlp", kwargs={"widths": [32]})
 DIGITS = DataSpec(dataset="digits", n_train=300, n_test=200)

@@ -4,6 +4,7 @@
 - :mod:`.train` — the training loop, ``train(model_spec, data_spec, train_spec, out)``: device-resident data,
   the papers' objectives, resumable run folders. Import the function from its module,
   ``from stability.training.train import train``: the package attribute ``train`` is the module.
+- :mod:`.augment` — random crops and flips of image batches.
 - :mod:`.logs` — the per-epoch JSON-lines files of a run folder.
 - :mod:`.checkpoint` — checkpoints that load without running code.
 

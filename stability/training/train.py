@@ -45,6 +45,7 @@ from stability.files import atomic_write, check_output_path, folder_lock, remove
 from stability.losses import accuracy, get_loss
 from stability.models.registry import build_model
 from stability.models.spec import ModelSpec
+from stability.training.augment import augment_images
 from stability.training.checkpoint import Checkpoint, load_checkpoint, load_weights, save_checkpoint
 from stability.training.logs import _append_history, _read_history, _write_history
 from stability.training.progress import epoch_progress
@@ -112,27 +113,6 @@ def evaluate(model: nn.Module, split: Split, loss_name: str, *, batch_size: int 
     model.train(was_training)
     loss, acc, acc_true = (totals / max(n, 1)).tolist()
     return {"loss": loss, "acc": acc, "acc_true": acc_true}
-
-
-def augment_images(x: Tensor, generator: torch.Generator, *, flip: bool = True) -> Tensor:
-    """Random crops (zero padding ``p``, shift in [-p, p] per image) and, with ``flip``, horizontal flips, batched.
-
-    ``x: (B, C, H, W)``; ``p = 2`` for images of side at most 8, else 4. One gather, no per-image Python.
-    """
-    if x.ndim != 4:
-        raise BadInputError(f"augmentation needs image inputs (B, C, H, W), got shape {tuple(x.shape)}; drop --augment")
-    b, _, h, w = x.shape
-    p = 2 if max(h, w) <= 8 else 4
-    padded = nn.functional.pad(x, (p, p, p, p))
-    shifts = torch.randint(0, 2 * p + 1, (2, b), generator=generator, device=x.device)
-    rows = shifts[0, :, None] + torch.arange(h, device=x.device)
-    cols = shifts[1, :, None] + torch.arange(w, device=x.device)
-    if flip:
-        flips = torch.rand(b, generator=generator, device=x.device) < 0.5
-        cols = torch.where(flips[:, None], cols.flip(-1), cols)
-    batch = torch.arange(b, device=x.device)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]
-    return out.permute(0, 3, 1, 2).contiguous()
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[Tensor]:
