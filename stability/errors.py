@@ -29,3 +29,10 @@ class ArchitectureError(BadInputError):
 
 class NonDeterministicModelError(StabilityError, ValueError):
     """A measure needs the model's output to be a deterministic function of its parameters and inputs."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of ``exc``'s message (its type's name when it has none), cut to ``limit`` characters:
+    what a one-line error quotes of an exception it wraps."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]

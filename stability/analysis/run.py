@@ -34,7 +34,7 @@ from stability.checks import check_device
 from stability.data.bundle import DataBundle, Split, load_data
 from stability.data.spec import DataSpec
 from stability.dynamics.optimizers import OptimizerSetting
-from stability.errors import BadInputError
+from stability.errors import BadInputError, first_line
 from stability.models.spec import ModelSpec
 from stability.training.checkpoint import (
     Checkpoint,
@@ -76,7 +76,7 @@ def load_factory(text: str) -> Callable[[], Any]:
     except ImportError as exc:
         raise BadInputError(f"model {text!r}: cannot import {module_name} ({exc}); run from the folder that holds it or add it to PYTHONPATH") from None
     except Exception as exc:  # noqa: BLE001  (the user's module failed while importing)
-        raise BadInputError(f"model {text!r}: importing {module_name} raised {type(exc).__name__}: {_first_line(exc)}") from None
+        raise BadInputError(f"model {text!r}: importing {module_name} raised {type(exc).__name__}: {first_line(exc)}") from None
     finally:
         if added:
             sys.path.remove(here)
@@ -93,16 +93,13 @@ def build_from_factory(text: str, state_dict: dict[str, Tensor], *, source: str)
     try:
         model = factory()
     except Exception as exc:  # noqa: BLE001  (the user's factory failed)
-        raise BadInputError(f"model {text!r}: calling {text.partition(':')[2]}() raised {type(exc).__name__}: {_first_line(exc)}; it must take no arguments") from None
+        raise BadInputError(f"model {text!r}: calling {text.partition(':')[2]}() raised {type(exc).__name__}: {first_line(exc)}; it must take no arguments") from None
     if not isinstance(model, nn.Module):
         raise BadInputError(f"model {text!r} returned a {type(model).__name__}, not a torch.nn.Module; return the model itself")
     load_weights(model, state_dict, source=source, hint=f"check that {text} builds the model these weights came from")
     return model.eval()
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
 
 
 def open_weights(
@@ -155,7 +152,7 @@ def check_fits(model: nn.Module, data: DataBundle, *, inputs: str = "x") -> None
     except Exception as exc:  # noqa: BLE001  (any failure of the user's forward pass is a misfit)
         raise BadInputError(
             f"the model does not accept {inputs} of shape {tuple(x.shape[1:])} per sample "
-            f"({type(exc).__name__}: {_first_line(exc)}); pass the inputs the model was trained on"
+            f"({type(exc).__name__}: {first_line(exc)}); pass the inputs the model was trained on"
         ) from None
     if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[1] < data.num_classes:
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__

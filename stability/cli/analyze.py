@@ -130,11 +130,11 @@ class AnalysisFailed(Exception):
         self.failures = failures
 
     def lines(self) -> list[str]:
-        from stability.errors import BadInputError
+        from stability.errors import BadInputError, first_line
 
         out = []
         for label, section, exc in self.failures:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:240]
+            first = first_line(exc, 240)
             if isinstance(exc, BadInputError):
                 out.append(f"{label}: {first}")
             else:

@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stability.errors import ArchitectureError
+from stability.errors import ArchitectureError, first_line
 from stability.models.layers import activation_module, check_bool, check_probability, check_widths, spatial_dims
 from stability.models.spec import ModelSpec
 from stability.models.zhang2017 import small_alexnet, small_inception
@@ -224,7 +224,7 @@ def _call(spec: ModelSpec, shape: tuple[int, ...], num_classes: int) -> nn.Modul
     except ArchitectureError:
         raise
     except (TypeError, ValueError, RuntimeError, OverflowError) as exc:  # a value the builder cannot take
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc)
         raise ArchitectureError(
             f"architecture {spec.arch!r} cannot be built with {spec.kwargs} for inputs {shape} ({first}); "
             f"accepted keyword arguments: {', '.join(accepted_kwargs(spec.arch)) or 'none'}"

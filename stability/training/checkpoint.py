@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from stability import __version__
 from stability.checks import check_count
 from stability.data.spec import DataSpec
-from stability.errors import BadInputError, CheckpointError
+from stability.errors import BadInputError, CheckpointError, first_line
 from stability.files import atomic_write, check_checkpoint_path
 from stability.models.spec import ModelSpec
 from stability.training.integrity import UNSAFE_FLAG, check_archive, digest
@@ -126,19 +126,16 @@ def read_checkpoint_file(path: str | Path, *, unsafe_pickle: bool = False, map_l
                 "you made the file yourself and trust it"
             ) from None
         raise CheckpointError(
-            f"{path} is not a readable checkpoint (corrupt: {_first_line(exc)}; a raw pickle is never unpickled "
+            f"{path} is not a readable checkpoint (corrupt: {first_line(exc)}; a raw pickle is never unpickled "
             f"by default: pass {UNSAFE_FLAG} only if you made it yourself and trust it)"
         ) from None
     except Exception as exc:  # noqa: BLE001 - a damaged stream raises almost anything; each is one line
         raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or corrupt: {type(exc).__name__}: {_first_line(exc)}); "
+            f"{path} is not a readable checkpoint (truncated or corrupt: {type(exc).__name__}: {first_line(exc)}); "
             "rewrite it or resume the run that wrote it"
         ) from None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def is_checkpoint(obj: Any) -> bool:
@@ -189,7 +186,7 @@ def checkpoint_from_dict(obj: Any, *, source: str = "checkpoint") -> Checkpoint:
     except BadInputError as exc:
         raise CheckpointError(f"{source}: {exc}") from None
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RuntimeError) as exc:
-        raise CheckpointError(f"{source}: malformed checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise CheckpointError(f"{source}: malformed checkpoint ({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def _short(value: Any) -> str:

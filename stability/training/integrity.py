@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from stability.errors import CheckpointError
+from stability.errors import CheckpointError, first_line
 
 UNSAFE_FLAG = "--unsafe-pickle"
 
@@ -108,7 +108,7 @@ def check_archive(path: Path) -> None:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError,
             RuntimeError, OverflowError, KeyError, IndexError, UnicodeDecodeError, MemoryError) as exc:  # fmt: skip
         raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or corrupt: {type(exc).__name__}: {_first_line(exc)}); "
+            f"{path} is not a readable checkpoint (truncated or corrupt: {type(exc).__name__}: {first_line(exc)}); "
             "rewrite it or resume the run that wrote it"
         ) from None
     scan_pickle(data, records, source=str(path))
@@ -177,7 +177,7 @@ def scan_pickle(data: bytes, records: dict[str, int], *, source: str) -> None:
         raise
     except (ValueError, IndexError, KeyError, EOFError, UnicodeDecodeError, OverflowError, TypeError) as exc:
         raise CheckpointError(
-            f"{source} holds a malformed pickle ({type(exc).__name__}: {_first_line(exc)}); "
+            f"{source} holds a malformed pickle ({type(exc).__name__}: {first_line(exc)}); "
             "the file is corrupt, use an intact copy or retrain"
         ) from None
 
@@ -245,9 +245,6 @@ def _check_storage(pid: _Item, records: dict[str, int], source: str) -> None:
         )
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def digest(obj: Any) -> str:

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from stability.checks import check_device
 from stability.data.bundle import DataBundle, Split, load_data
 from stability.data.spec import DataSpec
-from stability.errors import BadInputError
+from stability.errors import BadInputError, first_line
 from stability.files import atomic_write, check_output_path, folder_lock, remove_stale_temps
 from stability.losses import accuracy, get_loss
 from stability.models.registry import build_model
@@ -255,7 +255,7 @@ class _Run:
                         if isinstance(value, Tensor) and value.ndim and (value.shape, value.dtype) != (param.shape, param.dtype):
                             raise ValueError(f"{key} of shape {tuple(value.shape)} for a parameter of shape {tuple(param.shape)}")
             except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a state that does not fit
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+                first = first_line(exc, 160)
                 raise BadInputError(
                     f"{source}: its optimizer or random-generator state does not fit this run ({first}); "
                     "the run cannot be resumed exactly, start it again in a new folder"
